@@ -63,7 +63,7 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(
             f"{name} contains {bad.size} non-finite value(s) (NaN or inf), the first "
             f"{float(arr.reshape(-1)[bad[0]])} at index {tuple(int(i) for i in first)}; "
-            f"remove or replace them (for example with np.nan_to_num) before quantizing"
+            f"remove or replace them first (for example with np.nan_to_num)"
         )
 
 

@@ -87,7 +87,7 @@ def _codes(x, scale, zero_point, qmin, qmax, axis, rounding, rng) -> np.ndarray:
     """The rounded and clamped codes as a float array (float32 when every code fits exactly)."""
     s, z = _qparams(x, scale, zero_point, qmin, qmax, axis)
     inv_scale = np.float32(1.0) / s  # float32 reciprocal, as in PyTorch's kernels
-    v = x * inv_scale
+    v = np.asarray(x * inv_scale)  # an array even for 0-d x, so that it can be rounded in place
     round_to_int(v, rounding, rng, out=v)
     if max(-qmin, qmax) + int(np.abs(z).max(initial=0)) < 2**24:
         v += z.astype(np.float32)  # every code is an exact float32 integer

@@ -293,3 +293,9 @@ def test_blocked_fake_quantize_equals_plain_path():
     blocked = fake_quantize(x, 0.03, 7, 0, 255)
     plain = np.concatenate([fake_quantize(part, 0.03, 7, 0, 255) for part in np.array_split(x, 40)])
     np.testing.assert_array_equal(blocked.view(np.int32), plain.view(np.int32))
+
+
+def test_zero_dimensional_input():
+    assert quantize(0.5, 0.1, 0, -128, 127) == 5
+    assert quantize(np.float32(0.5), 0.1, 0, -128, 127).shape == ()
+    assert fake_quantize(0.26, 0.5, 0, -128, 127) == np.float32(0.5)
