@@ -6,6 +6,7 @@ and the grading tools (``qlearn.grading``) are separate subpackages that depend 
 """
 
 from qlearn.affine import code_dtype, dequantize, fake_quantize, quantize
+from qlearn.formats import FORMATS, FloatFormat, decompose, representable_values, round_to_format
 from qlearn.group import dequantize_per_group, fake_quantize_per_group, quantize_per_group
 from qlearn.metrics import cosine_similarity, max_abs_error, model_size_bytes, mse, sparsity, sqnr_db
 from qlearn.observers import (
@@ -24,6 +25,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EPS",
+    "FORMATS",
+    "FloatFormat",
     "ROUNDING_MODES",
     "EntropyObserver",
     "MSEObserver",
@@ -34,6 +37,7 @@ __all__ = [
     "calc_qparams",
     "code_dtype",
     "cosine_similarity",
+    "decompose",
     "dequantize",
     "dequantize_per_group",
     "fake_quantize",
@@ -49,6 +53,8 @@ __all__ = [
     "qrange",
     "quantize",
     "quantize_per_group",
+    "representable_values",
+    "round_to_format",
     "round_to_int",
     "sparsity",
     "sqnr_db",
