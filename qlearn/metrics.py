@@ -69,11 +69,16 @@ def sqnr_db(x: object, x_hat: object) -> float:
     (inf, -inf)
     """
     x, x_hat = _pair(x, x_hat)
-    err = x - x_hat
-    big = max(float(np.max(np.abs(x))), float(np.max(np.abs(err))))
-    if big > 0.0:  # the ratio does not change when both are divided by big, and squares cannot overflow
-        x, err = x / big, err / big
-    signal, noise = float(np.sum(x**2)), float(np.sum(err**2))
+    x, err = x.reshape(-1), (x - x_hat).reshape(-1)
+    with np.errstate(over="ignore", under="ignore"):  # handled just below
+        signal, noise = float(x @ x), float(err @ err)  # sums of squares, without temporaries
+    if not (1e-280 < signal < 1e280 and 1e-280 < noise < 1e280):
+        # Squares may have overflowed or underflowed float64 (or a sum is exactly zero): divide both
+        # by the largest magnitude first. The ratio does not change.
+        big = max(float(np.max(np.abs(x), initial=0.0)), float(np.max(np.abs(err), initial=0.0)))
+        if big > 0.0:
+            x, err = x / big, err / big
+        signal, noise = float(x @ x), float(err @ err)
     if noise == 0.0:
         return math.inf
     if signal == 0.0:

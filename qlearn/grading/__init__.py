@@ -1,0 +1,34 @@
+"""Grading for the qlearn labs: the exercise catalogue, ``check``, student versions, the grader.
+
+In a notebook::
+
+    from qlearn.grading import check, implementation
+    check("02.3", quantize_tensor)          # prints "Exercise 02.3 passed: 3/3 points (12 cases)"
+
+- ``EXERCISES``: every exercise of every lab, by id (the lab modules are ``grading/labs/labNN.py``);
+- ``check(id, fn)``: run an exercise's cases against ``fn`` and print friendly feedback;
+- ``reference(id)``, ``implementation(id, fn)``: the reference, or ``fn`` once it passes;
+- ``python -m qlearn.grading.student [--check]``: build ``notebooks/student/`` from the solutions;
+- ``python -m qlearn.grading.clean NOTEBOOK...``: renumber execution counts, strip metadata noise;
+- ``python -m qlearn.grade PATH...``: run notebooks headlessly and grade them.
+"""
+
+from qlearn.grading.checker import CheckResult, check, implementation, reference
+from qlearn.grading.compare import compare_values, format_value
+from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.registry import EXERCISES, exercises_for_lab, get_exercise, register
+
+__all__ = [
+    "EXERCISES",
+    "Case",
+    "CheckResult",
+    "Exercise",
+    "check",
+    "compare_values",
+    "exercises_for_lab",
+    "format_value",
+    "get_exercise",
+    "implementation",
+    "reference",
+    "register",
+]

@@ -1,0 +1,161 @@
+"""What an exercise is: a reference function, the inputs it is checked on, and how answers compare.
+
+An :class:`Exercise` never stores expected outputs. Its ``cases`` function builds the inputs from a
+seeded generator (random cases plus the edge cases that catch typical bugs: ties, saturation, a
+constant tensor, negative ranges, ...) and :func:`qlearn.grading.check` computes every expected
+output by calling ``reference`` on a deep copy of those inputs.
+
+A lab module (``qlearn/grading/labs/labNN.py``) declares its exercises like this::
+
+    register(Exercise(
+        id="00.2", title="Count the integer codes in [qmin, qmax]", points=1,
+        reference=_num_codes, cases=_num_codes_cases, function="num_codes",
+        hint="Both ends are codes: [0, 3] holds 0, 1, 2 and 3.", notebook="00_welcome",
+        wrong_answers={"off by one": lambda qmin, qmax: qmax - qmin},
+    ))
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from qlearn.grading.compare import compare_values
+
+__all__ = ["Case", "Exercise", "normalize_id"]
+
+_ID = re.compile(r"^(\d{1,2})\.(\d+)$")
+
+
+def normalize_id(exercise_id: object) -> str:
+    """Return an exercise id in its canonical two-digit-lab form: ``"2.3"`` becomes ``"02.3"``.
+
+    >>> normalize_id("2.3"), normalize_id("02.10")
+    ('02.3', '02.10')
+    """
+    if not isinstance(exercise_id, str):
+        raise TypeError(f"an exercise id must be a string such as '02.3', got {exercise_id!r}")
+    match = _ID.match(exercise_id.strip())
+    if match is None:
+        raise ValueError(f"an exercise id looks like '02.3' (lab.number), got {exercise_id!r}")
+    return f"{int(match[1]):02d}.{int(match[2])}"
+
+
+def id_sort_key(exercise_id: str) -> tuple[int, int]:
+    """Sort ids numerically, so that ``"02.10"`` comes after ``"02.9"``."""
+    lab, number = exercise_id.split(".")
+    return int(lab), int(number)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input for an exercise: ``fn(*args, **kwargs)``, with a name that says what it tests.
+
+    >>> Case("ties: x = (k + 0.5) * scale", args=(1.5,)).name
+    'ties: x = (k + 0.5) * scale'
+    """
+
+    name: str
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Case.name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.args, tuple):
+            raise TypeError(f"Case.args must be a tuple, got {type(self.args).__name__} "
+                            f"for case {self.name!r}")
+        if not isinstance(self.kwargs, Mapping):
+            raise TypeError(f"Case.kwargs must be a dict, got {type(self.kwargs).__name__} "
+                            f"for case {self.name!r}")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A graded exercise: ``id`` such as ``"02.3"``, its ``points``, and how to check an answer.
+
+    - ``reference(*args, **kwargs)``: the correct implementation; expected outputs come from it.
+    - ``cases(rng) -> list[Case]``: the inputs, built from ``np.random.default_rng(seed)``.
+    - ``function``: the name the notebook gives the learner's function (the grader looks it up).
+    - ``notebook``: the notebook's file name without ``.ipynb`` (``"02_affine_quantization"``).
+    - ``compare(got, expected) -> str | None``: ``None`` when ``got`` is right, else a short reason.
+      By default :func:`compare_values` with this exercise's ``rtol``, ``atol`` and ``strict_dtype``:
+      exact equality (shape, dtype kind and values) unless a tolerance is given.
+    - ``wrong_answers``: typical buggy implementations, by name; the test suite checks that each
+      is rejected ("round half away from zero", "missing clamp", "int8 cast that wraps", ...).
+    """
+
+    id: str
+    title: str
+    points: int
+    reference: Callable[..., Any]
+    cases: Callable[[np.random.Generator], list[Case]]
+    function: str
+    hint: str
+    notebook: str
+    compare: Callable[[Any, Any], str | None] | None = None
+    seed: int = 0
+    rtol: float = 0.0
+    atol: float = 0.0
+    strict_dtype: bool = False
+    wrong_answers: Mapping[str, Callable[..., Any]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", normalize_id(self.id))
+        if not isinstance(self.points, int) or isinstance(self.points, bool) or self.points < 1:
+            raise ValueError(f"Exercise {self.id}: points must be a positive int, got {self.points!r}")
+        for name in ("reference", "cases"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"Exercise {self.id}: {name} must be callable, got {getattr(self, name)!r}")
+        if not (isinstance(self.function, str) and self.function.isidentifier()
+                and not keyword.iskeyword(self.function)):
+            raise ValueError(f"Exercise {self.id}: function must be a Python name, got {self.function!r}")
+        for name in ("title", "hint"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"Exercise {self.id}: {name} must be a non-empty string")
+        if not isinstance(self.notebook, str) or not self.notebook.startswith(self.lab + "_"):
+            raise ValueError(
+                f"Exercise {self.id}: notebook must be the notebook's name without .ipynb and start "
+                f"with its lab number, such as '{self.lab}_topic'; got {self.notebook!r}"
+            )
+        if self.compare is not None and not callable(self.compare):
+            raise TypeError(f"Exercise {self.id}: compare must be callable or None, got {self.compare!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TypeError(f"Exercise {self.id}: seed must be an int, got {self.seed!r}")
+        if self.rtol < 0 or self.atol < 0:
+            raise ValueError(f"Exercise {self.id}: rtol and atol must be >= 0, got {self.rtol}, {self.atol}")
+        for name, wrong in self.wrong_answers.items():
+            if not callable(wrong):
+                raise TypeError(f"Exercise {self.id}: wrong_answers[{name!r}] must be callable")
+        object.__setattr__(self, "wrong_answers", MappingProxyType(dict(self.wrong_answers)))
+
+    @property
+    def lab(self) -> str:
+        """The two-digit lab number, ``"02"`` for exercise ``"02.3"``."""
+        return self.id.split(".")[0]
+
+    def make_cases(self) -> list[Case]:
+        """Build this exercise's cases from a generator seeded with ``seed`` (the same every time)."""
+        cases = list(self.cases(np.random.default_rng(self.seed)))
+        if not cases:
+            raise ValueError(f"Exercise {self.id}: cases() returned no case")
+        names = [case.name for case in cases]
+        for case in cases:
+            if not isinstance(case, Case):
+                raise TypeError(f"Exercise {self.id}: cases() must return Case objects, got {case!r}")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"Exercise {self.id}: case names must be unique, repeated: {duplicates}")
+        return cases
+
+    def compare_output(self, got: Any, expected: Any) -> str | None:
+        """``None`` if ``got`` matches ``expected`` for this exercise, else the reason it does not."""
+        if self.compare is not None:
+            return self.compare(got, expected)
+        return compare_values(got, expected, rtol=self.rtol, atol=self.atol, strict_dtype=self.strict_dtype)

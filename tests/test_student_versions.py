@@ -1,0 +1,337 @@
+"""Student versions and clean notebooks.
+
+First the builder and the cleaner on small notebooks made here, then the repository itself. The
+committed student versions must be up to date, must not leak a line of a solution, and must have
+a stub for every exercise. The solution notebooks must agree with the exercise catalogue.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from qlearn.grading import EXERCISES
+from qlearn.grading.clean import clean_notebook, dumps_notebook, notebook_lab, read_notebook
+from qlearn.grading.clean import main as clean_main
+from qlearn.grading.student import (
+    StudentVersionError,
+    build_student_notebook,
+    exercise_headings,
+    solution_regions,
+)
+from qlearn.grading.student import _python_source
+from qlearn.grading.student import main as student_main
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+FIX = "python -m qlearn.grading.student"
+
+
+def _notebook(*cells, lab="00"):
+    nb = new_notebook()
+    if lab is not None:
+        nb.metadata["qlearn"] = {"lab": lab}
+    nb.cells = [new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c) for c in cells]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i}"
+    return nb
+
+
+CLAMP = '''def clamp(x, lo, hi):
+    """Clamp."""
+    ### BEGIN SOLUTION
+    y = np.maximum(x, lo)
+    return np.minimum(y, hi)
+    ### END SOLUTION'''
+
+
+# --- the builder ----------------------------------------------------------------------------------
+
+def test_a_region_becomes_a_stub_at_the_markers_indentation():
+    student = build_student_notebook(_notebook("import numpy as np", CLAMP))
+    assert student.cells[1].source == (
+        'def clamp(x, lo, hi):\n    """Clamp."""\n    raise NotImplementedError("Exercise 00.1")'
+    )
+    assert student.cells[0].source == "import numpy as np"
+
+
+def test_the_id_comes_from_the_function_and_agrees_with_the_heading():
+    nb = _notebook("md:### Exercise 00.1 (1 pt): Clamp values into [lo, hi]", CLAMP)
+    assert [(r.exercise_id, r.function) for r in solution_regions(nb)] == [("00.1", "clamp")]
+    wrong = _notebook("md:### Exercise 00.2 (1 pt): Count", CLAMP)
+    with pytest.raises(StudentVersionError, match=r"clamp\(\), the function of exercise 00.1, but the nearest "
+                                                  r"heading above it is 'Exercise 00.2'"):
+        build_student_notebook(wrong)
+
+
+def test_a_helper_function_takes_the_id_of_the_heading_above():
+    helper = "def helper(v):\n    ### BEGIN SOLUTION\n    return v\n    ### END SOLUTION"
+    student = build_student_notebook(_notebook("md:## Exercise 2.3 (2 pts): Something", helper))
+    assert student.cells[1].source == 'def helper(v):\n    raise NotImplementedError("Exercise 02.3")'
+    with pytest.raises(StudentVersionError, match="cannot tell which exercise"):
+        build_student_notebook(_notebook(helper))
+
+
+def test_several_regions_nested_functions_and_methods():
+    source = '''class Box:
+    def clamp(self, x, lo, hi):
+        ### BEGIN SOLUTION
+        return x
+        ### END SOLUTION
+
+
+def num_codes(qmin, qmax):
+    def inner():
+        ### BEGIN SOLUTION
+        return qmax - qmin + 1
+        ### END SOLUTION
+    return inner()'''
+    regions = solution_regions(_notebook(source))
+    assert [(r.exercise_id, r.function) for r in regions] == [("00.1", "clamp"), ("00.2", "inner")]
+    student = build_student_notebook(_notebook(source))
+    assert student.cells[0].source.splitlines()[2] == '        raise NotImplementedError("Exercise 00.1")'
+    assert student.cells[0].source.splitlines()[7] == '        raise NotImplementedError("Exercise 00.2")'
+    assert "qmax - qmin + 1" not in student.cells[0].source
+
+
+def test_a_region_at_top_level_is_refused():
+    top = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"
+    with pytest.raises(StudentVersionError, match="not inside a function body"):
+        build_student_notebook(_notebook("md:### Exercise 00.1 (1 pt): x", top))
+    in_if = "if True:\n    ### BEGIN SOLUTION\n    answer = 42\n    ### END SOLUTION"
+    with pytest.raises(StudentVersionError, match="not inside a function body"):
+        build_student_notebook(_notebook("md:### Exercise 00.1 (1 pt): x", in_if))
+    after_def = "def f():\n    pass\n### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"
+    with pytest.raises(StudentVersionError, match="not inside a function body"):
+        build_student_notebook(_notebook("md:### Exercise 00.1 (1 pt): x", after_def))
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def clamp(x, lo, hi):\n    ### BEGIN SOLUTION\n    return x", "BEGIN SOLUTION has no END SOLUTION"),
+    ("def clamp(x, lo, hi):\n    return x\n    ### END SOLUTION", "END SOLUTION without BEGIN SOLUTION"),
+    ("def clamp(x, lo, hi):\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION",
+     "a second BEGIN SOLUTION"),
+    ("def clamp(x, lo, hi):\n    return x  ### BEGIN SOLUTION", "must be a line of its own"),
+    ("%%time\ndef clamp(x, lo, hi):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION", "cell magic"),
+    ("def clamp(x, lo, hi):\n### BEGIN SOLUTION\n    return x\n### END SOLUTION", "not valid Python once"),
+])
+def test_malformed_regions_are_refused_with_a_clear_message(source, message):
+    with pytest.raises(StudentVersionError, match=message):
+        build_student_notebook(_notebook(source), "00_demo.ipynb")
+
+
+def test_errors_name_the_notebook_cell_and_line():
+    with pytest.raises(StudentVersionError, match=r"^00_demo.ipynb, cell 2, line 2: BEGIN SOLUTION has no END"):
+        build_student_notebook(_notebook("x = 1", "def f():\n    ### BEGIN SOLUTION\n    return 1"), "00_demo.ipynb")
+
+
+def test_line_magics_do_not_confuse_the_builder():
+    source = "%matplotlib inline\n" + CLAMP
+    student = build_student_notebook(_notebook(source))
+    assert student.cells[0].source.startswith("%matplotlib inline\ndef clamp")
+    assert 'raise NotImplementedError("Exercise 00.1")' in student.cells[0].source
+
+
+def test_hidden_tests_are_removed():
+    source = "assert clamp(1, 0, 2) == 1\n### BEGIN HIDDEN TESTS\nassert clamp(5, 0, 2) == 2\n### END HIDDEN TESTS"
+    student = build_student_notebook(_notebook(CLAMP, source))
+    assert student.cells[1].source == "assert clamp(1, 0, 2) == 1"
+
+
+def test_outputs_counts_and_metadata_noise_are_cleared_and_the_input_is_untouched():
+    nb = _notebook(CLAMP, "check('00.1', clamp)")
+    nb.cells[1].outputs = [new_output("stream", name="stdout", text="Exercise 00.1 passed\n")]
+    nb.cells[1].execution_count = 7
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}
+    nb.cells[1].metadata["tags"] = ["keep-me"]
+    nb.metadata["widgets"] = {"state": {}}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    before = json.dumps(nb, sort_keys=True)
+    student = build_student_notebook(nb)
+    assert json.dumps(nb, sort_keys=True) == before
+    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
+    assert dict(student.cells[1].metadata) == {"tags": ["keep-me"]}
+    assert dict(student.metadata) == {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                                     "name": "python3"},
+                                      "language_info": {"name": "python"}, "qlearn": {"lab": "00"}}
+
+
+def test_building_twice_gives_the_same_bytes():
+    nb = _notebook("md:# Lab 00", CLAMP, "check('00.1', clamp)")
+    first = dumps_notebook(build_student_notebook(nb))
+    assert first == dumps_notebook(build_student_notebook(nb))
+    assert first == dumps_notebook(build_student_notebook(json.loads(first)))  # a student version is a fixpoint
+    assert first.endswith("}\n")
+
+
+def test_the_lab_comes_from_metadata_or_the_file_name():
+    assert notebook_lab(_notebook(lab="3")) == "03"
+    assert notebook_lab(_notebook(lab=None), "notebooks/02_affine.ipynb") == "02"
+    assert notebook_lab(_notebook(lab=None), "homework.ipynb") is None
+
+
+def test_exercise_headings():
+    nb = _notebook("md:# Title\n### Exercise 2.3 (2 pts): Quantize a tensor\ntext", "md:## Exercise 02.4 (1 pt): Scale")
+    assert exercise_headings(nb) == [(0, "02.3", 2, "Quantize a tensor"), (1, "02.4", 1, "Scale")]
+
+
+# --- the cleaner ----------------------------------------------------------------------------------
+
+def test_clean_keeps_outputs_renumbers_counts_and_merges_streams():
+    nb = _notebook("print('a')", "x = 1", "1 + 1")
+    nb.cells[0].outputs = [new_output("stream", name="stdout", text="pass"),
+                           new_output("stream", name="stdout", text="ed\n")]
+    nb.cells[0].execution_count = 12
+    nb.cells[2].outputs = [new_output("execute_result", data={"text/plain": "2"}, execution_count=14)]
+    nb.cells[2].execution_count = 14
+    nb.cells[2].outputs.append(new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "abc123", "version_major": 2, "version_minor": 0},
+        "text/plain": "IntSlider(value=3)"}))
+    nb.cells[1].metadata["collapsed"] = True
+    clean = clean_notebook(nb)
+    assert [c.execution_count for c in clean.cells] == [1, None, 3]
+    assert [o.text for o in clean.cells[0].outputs] == ["passed\n"]
+    assert clean.cells[2].outputs[0].execution_count == 3
+    assert dict(clean.cells[2].outputs[1].data) == {"text/plain": "IntSlider(value=3)"}
+    assert dict(clean.cells[1].metadata) == {}
+    assert dumps_notebook(clean_notebook(clean)) == dumps_notebook(clean)
+
+
+def test_clean_gives_cells_without_an_id_a_deterministic_one(tmp_path):
+    nb = json.loads(nbformat.writes(_notebook("x = 1", "y = 2")))
+    nb["nbformat_minor"] = 4
+    for cell in nb["cells"]:
+        del cell["id"]
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(nb))
+    clean = clean_notebook(read_notebook(path))
+    assert [c.id for c in clean.cells] == ["cell-0", "cell-1"] and clean.nbformat_minor == 5
+
+
+def test_clean_cli_cleans_in_place_and_checks(tmp_path, capsys):
+    path = tmp_path / "00_x.ipynb"
+    nb = _notebook("x = 1")
+    nb.cells[0].metadata["execution"] = {"shell.execute_reply": "2026-01-01T00:00:00Z"}
+    nbformat.write(nb, path)
+    assert clean_main(["--check", str(path)]) == 1
+    assert "fix with: python -m qlearn.grading.clean" in capsys.readouterr().err
+    assert clean_main([str(path)]) == 0
+    assert clean_main(["--check", str(path)]) == 0
+    assert "shell.execute_reply" not in path.read_text()
+
+
+def test_student_cli_builds_checks_and_reports_orphans(tmp_path, capsys):
+    nbformat.write(_notebook(CLAMP), tmp_path / "00_demo.ipynb")
+    assert student_main(["--check", "--notebooks", str(tmp_path)]) == 1
+    assert "00_demo.ipynb is missing" in capsys.readouterr().err
+    assert student_main(["--notebooks", str(tmp_path)]) == 0
+    assert student_main(["--check", "--notebooks", str(tmp_path)]) == 0
+    target = tmp_path / "student" / "00_demo.ipynb"
+    target.write_text(target.read_text().replace("Exercise 00.1", "Exercise 00.9"))
+    assert student_main(["--check", "--notebooks", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "00_demo.ipynb is out of date" in err and FIX in err
+    (tmp_path / "student" / "99_gone.ipynb").write_text("{}")
+    assert student_main(["--notebooks", str(tmp_path)]) == 1
+    assert "99_gone.ipynb has no solution notebook" in capsys.readouterr().err
+
+
+# --- the repository's notebooks -------------------------------------------------------------------
+
+def _student_path(path: Path) -> Path:
+    return path.parent / "student" / path.name
+
+
+def _names(nb) -> set[str]:
+    return {node.name for cell in nb.cells if cell.cell_type == "code"
+            for node in ast.walk(_parse(cell.source)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def _parse(source: str) -> ast.AST:
+    try:
+        return ast.parse(_python_source(source.split("\n")))
+    except SyntaxError:  # a cell that is not Python defines nothing
+        return ast.parse("")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_student_version_is_up_to_date(path):
+    target = _student_path(path)
+    assert target.exists(), f"{target.relative_to(ROOT)} is missing; generate it with: {FIX}"
+    expected = dumps_notebook(build_student_notebook(read_notebook(path), path.name))
+    assert target.read_text(encoding="utf-8") == expected, (
+        f"{target.relative_to(ROOT)} is out of date; regenerate it with: {FIX}"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_solution_line_leaks_into_the_student_version(path):
+    target = _student_path(path)
+    if not target.exists():
+        pytest.fail(f"{target.relative_to(ROOT)} is missing; generate it with: {FIX}")
+    solution = read_notebook(path)
+    regions = solution_regions(solution, path.name)
+    inside = {(r.cell, r.start + 1 + k) for r in regions for k in range(len(r.lines))}
+    public = {line.strip() for index, cell in enumerate(solution.cells)
+              for k, line in enumerate(cell.source.split("\n")) if (index, k) not in inside}
+    secret = {line.strip() for r in regions for line in r.lines} - public - {""}
+    student_lines = {line.strip() for cell in read_notebook(target).cells for line in cell.source.split("\n")}
+    leaked = sorted(secret & student_lines)
+    assert not leaked, f"solution lines appear in {target.name}: {leaked}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_defined_exercise_function_has_a_stub(path):
+    target = _student_path(path)
+    if not target.exists():
+        pytest.fail(f"{target.relative_to(ROOT)} is missing; generate it with: {FIX}")
+    solution, student = read_notebook(path), read_notebook(target)
+    lab = notebook_lab(solution, path.name)
+    defined = _names(solution)
+    stubs = {}
+    for cell in student.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(_parse(cell.source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if (isinstance(inner, ast.Raise) and isinstance(inner.exc, ast.Call)
+                            and getattr(inner.exc.func, "id", None) == "NotImplementedError"):
+                        stubs.setdefault(node.name, set()).add(ast.literal_eval(inner.exc.args[0]))
+    for ex in EXERCISES.values():
+        if ex.lab == lab and ex.function in defined:
+            assert f"Exercise {ex.id}" in stubs.get(ex.function, set()), (
+                f"{target.name}: {ex.function}() has no stub raising NotImplementedError(\"Exercise {ex.id}\")"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_solution_notebooks_are_clean(path):
+    text = path.read_text(encoding="utf-8")
+    assert dumps_notebook(clean_notebook(read_notebook(path))) == text, (
+        f"{path.name} has execution metadata noise; clean it with: python -m qlearn.grading.clean {path.relative_to(ROOT)}"
+    )
+
+
+@pytest.mark.parametrize("ex_id", list(EXERCISES))
+def test_each_exercise_has_its_heading_function_and_check_in_its_notebook(ex_id):
+    ex = EXERCISES[ex_id]
+    path = ROOT / "notebooks" / f"{ex.notebook}.ipynb"
+    assert path.exists(), f"exercise {ex_id} names the notebook {ex.notebook!r}, but {path.name} does not exist"
+    nb = read_notebook(path)
+    assert notebook_lab(nb, path.name) == ex.lab
+    headings = {hid: points for _, hid, points, _ in exercise_headings(nb)}
+    assert ex_id in headings, f"{path.name} has no heading '### Exercise {ex_id} ({ex.points} pts): {ex.title}'"
+    assert headings[ex_id] == ex.points, f"{path.name}: the heading of {ex_id} says {headings[ex_id]} pts, " \
+                                         f"the exercise is worth {ex.points}"
+    assert ex.function in _names(nb), f"{path.name} defines no function {ex.function}()"
+    calls = re.compile(rf"""check\(\s*["']{re.escape(ex_id)}["']\s*,\s*{re.escape(ex.function)}\s*[,)]""")
+    assert any(calls.search(c.source) for c in nb.cells if c.cell_type == "code"), (
+        f"{path.name} never calls check({ex_id!r}, {ex.function})"
+    )
