@@ -1,0 +1,187 @@
+"""Lab 03's exercises: correct solutions written in other ways pass, the typical bugs fail.
+
+The generic grading tests check every lab's reference and wrong answers; these add what is
+particular to lab 03: division versus torch's reciprocal never fails a correct group quantizer,
+loops and vectorized code both pass, the references agree with torch, and the promised edge cases
+are among the inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qlearn.grading import EXERCISES, check
+from qlearn.grading.labs import lab03
+from qlearn.qparams import calc_qparams
+
+IDS = ("03.1", "03.2", "03.3", "03.4")
+
+
+def _passes(exercise_id, fn):
+    result = check(exercise_id, fn, verbose=False)
+    return result.passed, result.message
+
+
+# --- correct solutions, written the ways learners write them ---------------------------------
+
+def _per_channel_loop(w, axis, qmin, qmax, symmetric=False):
+    scales, zero_points = [], []
+    for c in range(w.shape[axis]):
+        channel = np.take(w, c, axis=axis)
+        s, z = calc_qparams(channel.min(), channel.max(), qmin, qmax, symmetric)
+        scales.append(s)
+        zero_points.append(z)
+    return np.array(scales, np.float32), np.array(zero_points)
+
+
+def _per_channel_reduce(w, axis, qmin, qmax, symmetric=False):
+    others = tuple(a for a in range(w.ndim) if a != axis % w.ndim)
+    return calc_qparams(w.min(axis=others), w.max(axis=others), qmin, qmax, symmetric)
+
+
+def _groups_division(w, group_size, qmin, qmax, symmetric=False, dtype=np.float32):
+    rows, cols = w.shape
+    g = w.reshape(rows, cols // group_size, group_size)
+    scale, zero_point = calc_qparams(g.min(axis=2).ravel(), g.max(axis=2).ravel(), qmin, qmax, symmetric)
+    scale, zero_point = scale.reshape(rows, -1), zero_point.reshape(rows, -1)
+    v = g.astype(dtype) / scale.astype(dtype)[..., None]
+    q = np.clip(np.rint(v) + zero_point[..., None], qmin, qmax)
+    return q.astype(np.int64).reshape(w.shape), scale, zero_point
+
+
+def _groups_reciprocal_float64(w, group_size, qmin, qmax, symmetric=False):
+    rows, cols = w.shape
+    g = w.reshape(rows, cols // group_size, group_size).astype(np.float64)
+    scale, zero_point = calc_qparams(g.min(axis=2).ravel().astype(np.float32),
+                                     g.max(axis=2).ravel().astype(np.float32), qmin, qmax, symmetric)
+    inv = 1.0 / scale.astype(np.float64).reshape(rows, -1, 1)
+    q = np.clip(np.rint(g * inv) + zero_point.reshape(rows, -1, 1), qmin, qmax).astype(np.int32)
+    return q.reshape(w.shape), scale.reshape(rows, -1), zero_point.reshape(rows, -1)
+
+
+def _groups_loop(w, group_size, qmin, qmax, symmetric=False):
+    rows, cols = w.shape
+    q = np.zeros(w.shape, np.int32)
+    scale = np.zeros((rows, cols // group_size), np.float32)
+    zero_point = np.zeros((rows, cols // group_size), np.int64)
+    for r in range(rows):
+        for k in range(cols // group_size):
+            part = w[r, k * group_size:(k + 1) * group_size]
+            s, z = calc_qparams(part.min(), part.max(), qmin, qmax, symmetric)
+            q[r, k * group_size:(k + 1) * group_size] = np.clip(np.round(part / s) + z, qmin, qmax)
+            scale[r, k], zero_point[r, k] = s, z
+    return q, scale, zero_point
+
+
+def _pack_bytes_loop(q):
+    flat = [int(v) & 0xF for v in np.asarray(q).reshape(-1)]
+    if len(flat) % 2:
+        flat.append(0)
+    return np.array([flat[i] | (flat[i + 1] << 4) for i in range(0, len(flat), 2)], dtype=np.uint8)
+
+
+def _pack_uint8_view(q):
+    u = np.asarray(q).reshape(-1).astype(np.int8).view(np.uint8) & 0x0F
+    if u.size % 2:
+        u = np.append(u, np.uint8(0))
+    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+
+
+def _unpack_arithmetic_shift(packed, count):
+    s = np.asarray(packed).view(np.int8)
+    low = (s << 4) >> 4  # int8: shift the low nibble up, then back with sign extension
+    high = s >> 4
+    return np.stack([low, high], axis=1).reshape(-1)[:count].astype(np.int8)
+
+
+def _unpack_loop(packed, count):
+    out = []
+    for byte in np.asarray(packed).tolist():
+        for nibble in (byte & 0xF, byte >> 4):
+            out.append(nibble - 16 if nibble >= 8 else nibble)
+    return np.array(out[:count], dtype=np.int16)
+
+
+SOLUTIONS = [
+    ("03.1", "a Python loop with np.take", _per_channel_loop),
+    ("03.1", "min/max over every other axis", _per_channel_reduce),
+    ("03.2", "division in float32", _groups_division),
+    ("03.2", "division in float64", lambda *a: _groups_division(*a, dtype=np.float64)),
+    ("03.2", "reciprocal in float64", _groups_reciprocal_float64),
+    ("03.2", "a loop over groups with np.round", _groups_loop),
+    ("03.3", "a Python loop over bytes", _pack_bytes_loop),
+    ("03.3", "uint8 view of the int8 codes", _pack_uint8_view),
+    ("03.4", "int8 arithmetic shifts", _unpack_arithmetic_shift),
+    ("03.4", "a Python loop, int16 result", _unpack_loop),
+]
+
+
+@pytest.mark.parametrize(("exercise_id", "name", "fn"), SOLUTIONS, ids=[f"{e} {n}" for e, n, _ in SOLUTIONS])
+def test_correct_solutions_written_differently_pass(exercise_id, name, fn):
+    passed, message = _passes(exercise_id, fn)
+    assert passed, message
+
+
+# --- the references and the wrong answers ----------------------------------------------------
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_reference_passes_and_is_registered(exercise_id):
+    exercise = EXERCISES[exercise_id]
+    assert exercise.notebook == "03_granularity"
+    assert _passes(exercise_id, exercise.reference)[0]
+
+
+WRONG = [(e, name, fn) for e in IDS for name, fn in EXERCISES[e].wrong_answers.items()]
+
+
+@pytest.mark.parametrize(("exercise_id", "name", "fn"), WRONG, ids=[f"{e} {n}" for e, n, _ in WRONG])
+def test_wrong_answers_are_rejected(exercise_id, name, fn):
+    with np.errstate(all="ignore"):
+        assert not check(exercise_id, fn, verbose=False).passed
+
+
+def test_the_brief_s_wrong_answers_are_declared():
+    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in IDS}
+    assert "per-tensor instead of per-channel" in names["03.1"]
+    assert "wrong axis" in names["03.1"]
+    assert "groups across rows" in names["03.2"]
+    assert "nibble order swapped" in names["03.3"] and "nibble order swapped" in names["03.4"]
+    assert "sign not restored" in names["03.4"]
+
+
+# --- the references agree with torch, the cases cover the edges ------------------------------
+
+def test_per_channel_reference_equals_torch_observer(rng):
+    w = (rng.normal(0, 1, (8, 4, 3, 3)) * rng.uniform(0.01, 2, (8, 1, 1, 1))).astype(np.float32)
+    obs = torch.ao.quantization.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8,
+                                                          qscheme=torch.per_channel_symmetric)
+    obs(torch.from_numpy(w))
+    t_scale, t_zero_point = obs.calculate_qparams()
+    scale, zero_point = lab03.per_channel_qparams(w, 0, -128, 127, True)
+    assert np.array_equal(scale, t_scale.numpy()) and np.array_equal(zero_point, t_zero_point.numpy())
+
+
+def test_pack_reference_matches_torch_quint4x2_layout():
+    codes = np.array([1, 2, 15, 7, 0, 9], np.uint8)
+    q = torch.quantize_per_tensor(torch.tensor(codes, dtype=torch.float32), 1.0, 0, torch.quint4x2)
+    signed = np.where(codes >= 8, codes.astype(np.int16) - 16, codes).astype(np.int8)  # same bit patterns
+    assert np.array_equal(lab03.pack_int4(signed), q.int_repr().numpy())
+
+
+def test_group_cases_agree_on_division_and_reciprocal():
+    for case in EXERCISES["03.2"].make_cases():
+        w, group_size, qmin, qmax, symmetric = case.args
+        assert lab03._group_codes_agree(w, group_size, qmin, qmax, symmetric), case.name
+
+
+def test_promised_edge_cases_are_present():
+    pack_cases = {c.name: c.args for c in EXERCISES["03.3"].make_cases()}
+    assert any(np.asarray(a[0]).size % 2 for a in pack_cases.values())      # an odd count
+    assert any(np.asarray(a[0]).ndim > 1 for a in pack_cases.values())      # a 2-D input
+    assert any({-8, 7} <= set(np.asarray(a[0]).ravel().tolist()) for a in pack_cases.values())
+    axes = {c.args[1] for c in EXERCISES["03.1"].make_cases()}
+    assert {0, 1, -1} <= axes
+    groups = EXERCISES["03.2"].make_cases()
+    assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in groups)   # square: axis confusion shows
