@@ -13,8 +13,10 @@ The numpy core (``qlearn``) never imports this package. Here live:
 from qlearn.bridge.data import MEAN, STD, FashionMNIST, RandomCropFlip, make_loader
 from qlearn.bridge.pretrained import checkpoint_path, load_pretrained, pretrained_info
 from qlearn.bridge.ptq import (
+    ENGINE_PREFERENCE,
     OBSERVERS,
     QUANTIZATION_WARNING_MESSAGES,
+    best_engine,
     best_float_baseline,
     calibrate,
     evaluate,
@@ -24,11 +26,14 @@ from qlearn.bridge.ptq import (
     prepare_ptq,
     quantize_ptq,
     quiet_quantization_warnings,
+    select_engine,
     set_engine,
+    supported_engines,
 )
 from qlearn.bridge.resnet import FashionResNet, resnet_fmnist
 
 __all__ = [
+    "ENGINE_PREFERENCE",
     "MEAN",
     "OBSERVERS",
     "QUANTIZATION_WARNING_MESSAGES",
@@ -36,6 +41,7 @@ __all__ = [
     "FashionMNIST",
     "FashionResNet",
     "RandomCropFlip",
+    "best_engine",
     "best_float_baseline",
     "calibrate",
     "checkpoint_path",
@@ -50,5 +56,7 @@ __all__ = [
     "quantize_ptq",
     "quiet_quantization_warnings",
     "resnet_fmnist",
+    "select_engine",
     "set_engine",
+    "supported_engines",
 ]

@@ -16,7 +16,11 @@ registers (AVX2 ``vpmaddubsw``), and 7-bit activations keep the sums from overfl
 torch's own default (``get_default_qconfig``), spelt with explicit ``quant_min``/``quant_max``.
 
 The int8 model runs on the engine chosen with ``set_engine`` (global to the process, like
-``torch.backends.quantized.engine``): use the same engine to convert and to run a model.
+``torch.backends.quantized.engine``): use the same engine to convert and to run a model. Which
+engines exist depends on the machine: x86 builds of torch have ``x86``, ``fbgemm``, ``onednn`` and
+``qnnpack``; Apple silicon and ARM Linux builds have only ``qnnpack``. ``select_engine()`` picks
+the best one this machine has (``best_engine()``), sets it, and says which; every function here
+that takes ``engine=None`` uses the engine that is currently set.
 
 Eager-mode quantization is deprecated in recent torch releases in favour of ``torchao``; it
 still works and is the clearest way to see each step. ``quiet_quantization_warnings()``
@@ -38,8 +42,10 @@ from torch import nn
 from torch.ao import quantization as tq
 
 __all__ = [
+    "ENGINE_PREFERENCE",
     "OBSERVERS",
     "QUANTIZATION_WARNING_MESSAGES",
+    "best_engine",
     "best_float_baseline",
     "calibrate",
     "evaluate",
@@ -49,7 +55,9 @@ __all__ = [
     "prepare_ptq",
     "quantize_ptq",
     "quiet_quantization_warnings",
+    "select_engine",
     "set_engine",
+    "supported_engines",
 ]
 
 #: Activation observers ``quantize_ptq`` knows: running min/max, or a histogram whose range is
@@ -82,23 +90,87 @@ def quiet_quantization_warnings() -> Iterator[None]:
         yield
 
 
+#: Engines in the order ``best_engine`` prefers them: ``x86`` (fbgemm and oneDNN kernels, chosen
+#: per call) on x86 CPUs, then ``fbgemm``, then ``qnnpack`` (the only engine on Apple silicon and
+#: ARM Linux), then ``onednn``.
+ENGINE_PREFERENCE: tuple[str, ...] = ("x86", "fbgemm", "qnnpack", "onednn")
+
+
+def supported_engines() -> list[str]:
+    """The quantized engines this build of torch has (``torch.backends.quantized.supported_engines``
+    without ``"none"``), in ``ENGINE_PREFERENCE`` order.
+
+    >>> set(supported_engines()) <= set(ENGINE_PREFERENCE)
+    True
+    """
+    have = set(torch.backends.quantized.supported_engines)
+    return [e for e in ENGINE_PREFERENCE if e in have]
+
+
+def best_engine() -> str:
+    """The first engine of ``ENGINE_PREFERENCE`` that this machine has: ``"x86"`` on an x86 build
+    of torch, ``"qnnpack"`` on Apple silicon and ARM Linux.
+
+    >>> best_engine() == supported_engines()[0]
+    True
+    """
+    engines = supported_engines()
+    if not engines:
+        raise RuntimeError(
+            "this build of torch has no quantized engine (torch.backends.quantized.supported_engines "
+            f"is {list(torch.backends.quantized.supported_engines)}); install a standard torch wheel"
+        )
+    return engines[0]
+
+
+def _check_engine(name: object) -> str:
+    supported = supported_engines()
+    if not isinstance(name, str) or name not in supported:
+        raise ValueError(
+            f"engine must be one of {supported} (the engines this build of torch has), got {name!r}; "
+            "best_engine() names the best one"
+        )
+    return name
+
+
+def _engine_or_current(engine: str | None) -> str:
+    """``engine`` checked, or the engine currently set when ``engine`` is None."""
+    if engine is None:
+        current = torch.backends.quantized.engine
+        return current if current in supported_engines() else best_engine()
+    return _check_engine(engine)
+
+
 def set_engine(name: str) -> str:
     """Select the quantized kernel library (``"x86"``, ``"fbgemm"``, ``"qnnpack"``, ``"onednn"``).
 
     Raises ``ValueError`` naming the engines this build of torch supports. Returns ``name``.
 
-    >>> set_engine("x86")
-    'x86'
+    >>> set_engine(best_engine()) == best_engine()
+    True
     """
-    supported = [e for e in torch.backends.quantized.supported_engines if e != "none"]
-    if name not in supported:
-        raise ValueError(f"engine must be one of {supported} (this build of torch), got {name!r}")
-    torch.backends.quantized.engine = name
+    torch.backends.quantized.engine = _check_engine(name)
     return name
 
 
-def make_qconfig(engine: str = "x86", per_channel: bool = True, observer: str = "minmax") -> tq.QConfig:
-    """The ``QConfig`` for ``engine``: how activations and weights get their scale and zero-point.
+def select_engine(verbose: bool = True) -> str:
+    """Set the best engine this machine has (``best_engine()``), print which one, and return it.
+
+    The printed line differs between machines (``x86`` on a PC, ``qnnpack`` on a Mac), so a
+    notebook cell that calls this is kept out of nbval's output comparison.
+
+    >>> select_engine(verbose=False) == best_engine()
+    True
+    """
+    engine = set_engine(best_engine())
+    if verbose:
+        print(f"Quantized engine: {engine} (this machine has: {', '.join(supported_engines())})")
+    return engine
+
+
+def make_qconfig(engine: str | None = None, per_channel: bool = True, observer: str = "minmax") -> tq.QConfig:
+    """The ``QConfig`` for ``engine`` (``None``: the engine currently set): how activations and
+    weights get their scale and zero-point.
 
     - activations: ``quint8``, per-tensor affine, observed by ``OBSERVERS[observer]``; range
       ``[0, 127]`` on x86/fbgemm (see the module docstring), ``[0, 255]`` elsewhere;
@@ -112,9 +184,7 @@ def make_qconfig(engine: str = "x86", per_channel: bool = True, observer: str = 
         raise ValueError(f"observer must be one of {sorted(OBSERVERS)}, got {observer!r}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be a bool, got {per_channel!r}")
-    supported = [e for e in torch.backends.quantized.supported_engines if e != "none"]
-    if engine not in supported:
-        raise ValueError(f"engine must be one of {supported} (this build of torch), got {engine!r}")
+    engine = _engine_or_current(engine)
     quant_max = 127 if engine in ("x86", "fbgemm") else 255
     activation = OBSERVERS[observer].with_args(
         dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0, quant_max=quant_max
@@ -199,7 +269,7 @@ def quantize_ptq(
     model: nn.Module,
     calib_loader: Iterable | None = None,
     *,
-    engine: str = "x86",
+    engine: str | None = None,
     per_channel: bool = True,
     observer: str = "minmax",
     calib_batches: int = 8,
@@ -209,9 +279,11 @@ def quantize_ptq(
     ``calib_loader`` yields ``x`` or ``(x, y)`` batches; by default it is 128-image batches of
     the Fashion-MNIST *training* set (no augmentation, shuffled with seed 0): never calibrate on
     the test set. ``calib_batches`` batches are used. ``set_engine(engine)`` is called first, so
-    the returned model runs on that engine. The caller's ``model`` is not modified.
+    the returned model runs on that engine; ``engine=None`` keeps the engine currently set (the
+    best one this machine has, unless ``set_engine`` chose another). The caller's ``model`` is not
+    modified.
     """
-    set_engine(engine)
+    engine = set_engine(_engine_or_current(engine))
     qconfig = make_qconfig(engine, per_channel, observer)
     if calib_loader is None:
         from qlearn.bridge.data import make_loader
