@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Set up qlearn's environment and open the labs or run the tests.
 
-    python3 run.py lab     set up .venv (first time only), then open JupyterLab on notebooks/
-    python3 run.py test    set up .venv (first time only), then run the whole test suite
+    python3 run.py lab           set up .venv (first time only), then open JupyterLab on notebooks/
+    python3 run.py test          set up .venv (first time only), then run the whole test suite
+    python3 run.py portability   the solution notebooks again, outputs compared, with the float
+                                 kernels forced onto other instruction sets and one thread
+    python3 run.py engines       every lab on simulated machines with only some quantized engines
+    python3 run.py ci            test + portability + engines (what .ci/run runs)
+
+Arguments after the command go to pytest (``python3 run.py test -x``).
 
 Set-up creates a virtual environment in ``.venv`` (or in $QLEARN_VENV), installs the pinned
 ``requirements.txt`` and qlearn itself (``pip install -e .``), and writes a stamp. A rerun skips the
@@ -41,10 +47,10 @@ def stamp_text() -> str:
     return digest.hexdigest()
 
 
-def run(cmd: list[str], *, filter_noise: bool = False) -> int:
+def run(cmd: list[str], *, filter_noise: bool = False, env: dict[str, str] | None = None) -> int:
     print("+", " ".join(str(c) for c in cmd), flush=True)
     if not filter_noise:
-        return subprocess.call(cmd, cwd=ROOT)
+        return subprocess.call(cmd, cwd=ROOT, env=env)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -98,33 +104,91 @@ def _count(report: Path) -> tuple[int, int, int]:
     return tests - failed - skipped, failed, skipped
 
 
-def test(python: Path, extra: list[str]) -> int:
-    """Run the test suite in three stages and print one combined summary line."""
+def _notebooks(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(ROOT)) for p in folder.glob("*.ipynb"))
+
+
+SANITIZE = ["--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
+
+#: Float-kernel settings for the portability stage. Stored outputs were recorded with the machine's
+#: own best kernels on 2 threads; learners run AVX-512, AVX2, SSE, NEON and 1..N threads. Each
+#: setting forces ATen's vectorized kernels (ATEN_CPU_CAPABILITY) and oneDNN (ONEDNN_MAX_CPU_ISA)
+#: onto another instruction set, on one thread, and the compared outputs must not change.
+PORTABILITY_SETTINGS: dict[str, dict[str, str]] = {
+    "no-simd, 1 thread": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                          "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    "avx2, 1 thread": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+}
+
+#: Simulated machines for the engine stage (tests/engine_sim/README.md): a Mac or ARM Linux has
+#: only qnnpack; a Windows PC has no qnnpack.
+ENGINE_SIMULATIONS: dict[str, str] = {
+    "qnnpack only (Apple silicon, ARM Linux)": "qnnpack",
+    "x86 and fbgemm only": "x86,fbgemm",
+}
+
+
+def test_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
+    """The README's test command: (title, pytest arguments or None to skip, extra environment)."""
+    solutions, students = _notebooks(ROOT / "notebooks"), _notebooks(ROOT / "notebooks" / "student")
+    return [
+        ("unit, property, oracle and doctests",
+         ["tests", "qlearn", "--doctest-modules", "--ignore=tests/browser"], {}),
+        ("solution notebooks, outputs compared (nbval)", ["--nbval", *SANITIZE, *solutions] if solutions else None, {}),
+        ("student notebooks, run top to bottom (nbval-lax)", ["--nbval-lax", *students] if students else None, {}),
+        ("JupyterLab in a headless browser (tests/browser)", ["tests/browser", "-rs"], {}),
+    ]
+
+
+def portability_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
+    """The solution notebooks again, outputs compared, on other float-kernel paths."""
+    solutions = _notebooks(ROOT / "notebooks")
+    return [(f"solution notebooks, outputs compared, kernels: {name}", ["--nbval", *SANITIZE, *solutions], env)
+            for name, env in PORTABILITY_SETTINGS.items()]
+
+
+def engine_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
+    """Every solution notebook on simulated machines that lack some quantized engines."""
+    solutions = _notebooks(ROOT / "notebooks")
+    return [(f"solution notebooks on a simulated machine: {name} (nbval-lax)", ["--nbval-lax", *solutions],
+             {"QLEARN_SIMULATE_ENGINES": engines})
+            for name, engines in ENGINE_SIMULATIONS.items()]
+
+
+COMMANDS_STAGES = {
+    "test": test_stages,
+    "portability": portability_stages,
+    "engines": engine_stages,
+    "ci": lambda: test_stages() + portability_stages() + engine_stages(),
+}
+
+
+def run_stages(python: Path, stages: list, extra: list[str]) -> int:
+    """Run pytest once per stage and print one combined summary line."""
     reports = venv_dir() / "test-reports"
     reports.mkdir(exist_ok=True)
-    solutions = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
-    students = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks" / "student").glob("*.ipynb"))
-    sanitize = ["--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
-    stages = [
-        ("unit, property, oracle and doctests", ["tests", "qlearn", "--doctest-modules"]),
-        ("solution notebooks, outputs compared (nbval)", ["--nbval", *sanitize, *solutions] if solutions else None),
-        ("student notebooks, run top to bottom (nbval-lax)", ["--nbval-lax", *students] if students else None),
-    ]
-    env_note = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
-    os.environ.update(env_note)
+    base_env = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
     totals = [0, 0, 0]
     failed_stages = []
     started = time.perf_counter()
-    for i, (title, args) in enumerate(stages, 1):
+    for i, (title, args, env) in enumerate(stages, 1):
         if args is None:
             print(f"\n== stage {i}: {title}: no notebooks yet, skipped", flush=True)
             continue
-        print(f"\n== stage {i}: {title}", flush=True)
+        shown = " ".join(f"{k}={v}" for k, v in env.items())
+        print(f"\n== stage {i}: {title}" + (f"  [{shown}]" if shown else ""), flush=True)
         report = reports / f"stage{i}.xml"
         report.unlink(missing_ok=True)
-        code = run([str(python), "-m", "pytest", "-q", f"--junitxml={report}", *args, *extra])
-        for k, n in enumerate(_count(report)):
+        stage_started = time.perf_counter()
+        code = run([str(python), "-m", "pytest", "-q", f"--junitxml={report}", *args, *extra],
+                   env={**os.environ, **base_env, **env})
+        counts = _count(report)
+        for k, n in enumerate(counts):
             totals[k] += n
+        print(f"== stage {i} took {time.perf_counter() - stage_started:.0f} s", flush=True)
+        if code == 5 and counts == (0, 0, 0):
+            code = 0 if extra else 5  # "no tests ran" is an error unless the caller selected tests (-k ...)
         if code != 0:
             failed_stages.append(f"stage {i} ({title}) exited with {code}")
     minutes = (time.perf_counter() - started) / 60
@@ -136,13 +200,15 @@ def test(python: Path, extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test, "setup": None}
-    if not argv or argv[0] not in commands:
+    if not argv or argv[0] not in ("lab", "setup", *COMMANDS_STAGES):
         print(__doc__.strip())
         return 2
     python = setup()
-    action = commands[argv[0]]
-    return 0 if action is None else action(python, argv[1:])
+    if argv[0] == "lab":
+        return lab(python, argv[1:])
+    if argv[0] == "setup":
+        return 0
+    return run_stages(python, COMMANDS_STAGES[argv[0]](), argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
 """qlearn: neural-network quantization and pruning, written from scratch in numpy.
 
-Every formula agrees bit for bit with PyTorch's kernels (the test suite compares them). The core
-imports numpy only: the torch bridge (``qlearn.bridge``), the plots and widgets (``qlearn.viz``)
+Every formula is checked against PyTorch's kernels by the test suite, and agrees bit for bit where
+PyTorch computes the same thing: quantize, dequantize and fake_quantize (per tensor and per
+channel), ``calc_qparams`` and the min-max observers, the float-format casts, the integer matmul and
+the pruning masks (on data without ties in magnitude: ``torch.topk`` leaves the order of ties
+unspecified, so there only the count of pruned entries agrees). Two places differ by design, by at
+most one code, and their modules say exactly where: ``qlearn.group`` against
+``quantize_per_channel_group`` when the zero-point is not 0 (torch adds it before rounding), and
+``qlearn.intops``' fixed-point requantization against the float32 requantization of the fbgemm and
+qnnpack kernels, near ties. The observers that torch lacks (percentile, MSE, entropy) follow their
+papers. The core imports numpy only: the torch bridge (``qlearn.bridge``), the plots and widgets (``qlearn.viz``)
 and the grading tools (``qlearn.grading``) are separate subpackages that depend on it.
 """
 
