@@ -31,6 +31,7 @@ from qlearn.grading import (
     register,
 )
 from qlearn.grading import labs, registry
+from qlearn.grading.checker import run_cases
 
 # --- a private exercise for the machinery tests ---------------------------------------------------
 
@@ -184,7 +185,7 @@ def test_failure_feedback_shows_case_input_expected_returned_and_hint(exercise, 
     assert lines[0] == "Exercise 99.1 failed: 0/2 points"
     assert lines[1] == "  case 1 of 3: shared input"
     assert lines[2] == "  input:    x = array([0., 1., 2., 3.], dtype=float32)"
-    assert lines[3] == "  expected: array([0., 2., 4., 6.], dtype=float32)"
+    assert lines[3] == "  expected: array([0., 2., 4., 6.], any float dtype)"
     assert lines[4] == "  returned: array([0., 3., 6., 9.], dtype=float32)"
     assert lines[5] == "  problem:  3 of 4 values differ; the first at index 1: returned 3.0, expected 2.0"
     assert lines[6] == "  hint:     Multiply by two."
@@ -193,8 +194,16 @@ def test_failure_feedback_shows_case_input_expected_returned_and_hint(exercise, 
 
 def test_feedback_stops_at_the_first_failing_case(exercise):
     result = check("99.1", lambda x: np.where(x < -1, x, 2 * x), verbose=False)
-    assert "case 3 of 3: negative values" in result.message
-    assert "case 1" not in result.message and "case 2" not in result.message
+    assert "case 2 of 3: negative values" in result.message  # edge cases run before random ones
+    assert "case 1" not in result.message and "case 3" not in result.message
+
+
+def test_named_edge_cases_run_before_random_ones(exercise):
+    names = [case.name for case in EXERCISES["99.1"].make_cases()]
+    assert names == ["shared input", "negative values", "random values"]
+    for ex_id in ALL_IDS:
+        flags = [case.random for case in EXERCISES[ex_id].make_cases()]
+        assert flags == sorted(flags), f"exercise {ex_id}: a random case runs before an edge case"
 
 
 def test_an_exception_is_reported_briefly_with_the_case(exercise, capsys):
@@ -283,6 +292,42 @@ def test_check_result_repr_and_notebook_display(exercise, capsys):
     printed._ipython_display_()  # already printed: a check cell shows the message once
     assert capsys.readouterr().out == ""
     assert isinstance(printed, CheckResult)
+
+
+def test_pass_and_fail_look_different_in_html_with_the_same_plain_text(exercise):
+    from qlearn.grading.checker import feedback_html
+
+    passed = check("99.1", lambda x: x * 2, verbose=False)
+    failed = check("99.1", lambda x: x * 3, verbose=False)
+    good, bad = passed._repr_html_(), failed._repr_html_()
+    assert "qlearn-check-passed" in good and "\u2713" in good and "Passed" in good and "#1a7f37" in good
+    assert "qlearn-check-failed" in bad and "\u2717" in bad and "Failed" in bad and "#cf222e" in bad
+    for html_text, result in ((good, passed), (bad, failed)):
+        assert 'role="status"' in html_text
+        assert result.message.splitlines()[0] in html_text  # the words a browser test looks for
+    assert "Exercise 99.1 passed: 2/2 points" in good and "Exercise 99.1 failed: 0/2 points" in bad
+    assert "&lt;b&gt;" in feedback_html("failed", "<b>")  # the message is escaped
+    assert feedback_html("not done", "x") != feedback_html("failed", "x") != feedback_html("passed", "x")
+
+
+def test_a_notebook_gets_an_html_bundle_whose_plain_text_is_the_message(exercise, monkeypatch):
+    from qlearn.grading import checker
+
+    shown = []
+    monkeypatch.setattr(checker, "_in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "IPython.display", type(sys)("IPython.display"))
+    sys.modules["IPython.display"].display = lambda bundle, raw: shown.append((bundle, raw))
+    result = check("99.1", lambda x: x * 2)
+    (bundle, raw), = shown
+    assert raw is True and bundle["text/plain"] == result.message
+    assert bundle["text/html"] == result._repr_html_()
+
+
+def test_the_expected_value_names_a_dtype_only_when_it_is_required():
+    wrong = check("02.1", lambda x, s, z, qmin, qmax: np.zeros(np.shape(x), np.int32), verbose=False).message
+    assert "any integer dtype" in wrong and "dtype=int8" not in wrong.split("returned:")[0]
+    strict = check("01.2", lambda x, dtype: np.zeros(np.shape(x), dtype), verbose=False).message
+    assert "expected: array(" in strict and "dtype=int8" in strict.split("returned:")[0]
 
 
 # --- compare_values and format_value --------------------------------------------------------------
@@ -376,13 +421,30 @@ def test_lab00_is_registered_with_its_wrong_answers():
     assert all(len(ex.wrong_answers) >= 3 for ex in exercises_for_lab("00"))
 
 
+def _unwatched_status(ex_id, fn):
+    """The outcome of ``fn`` on every case, judged on its answers alone (no delegation watch).
+
+    The references and wrong answers live in ``qlearn.grading``, so ``check`` would reject them as
+    delegated before looking at a single answer; these tests are about the answers.
+    """
+    results = run_cases(EXERCISES[ex_id], fn, watch=False)
+    return results[-1].status, results
+
+
 @pytest.mark.parametrize("ex_id", ALL_IDS)
-def test_reference_passes_its_own_check(ex_id):
+def test_reference_passes_its_own_cases(ex_id):
     ex = EXERCISES[ex_id]
-    result = check(ex_id, ex.reference, verbose=False)
-    assert result.passed, result.message
-    assert result.points == result.max_points == ex.points
-    assert result.message == f"Exercise {ex_id} passed: {ex.points}/{ex.points} points ({len(ex.make_cases())} cases)"
+    status, results = _unwatched_status(ex_id, ex.reference)
+    assert status == "passed", (results[-1].case.name, results[-1].reason, results[-1].error)
+    assert len(results) == len(ex.make_cases())
+
+
+@pytest.mark.parametrize("ex_id", ALL_IDS)
+def test_the_reference_itself_is_rejected_by_check(ex_id):
+    result = check(ex_id, EXERCISES[ex_id].reference, verbose=False)
+    assert (result.status, result.points) == ("delegated", 0)
+    assert result.message.startswith(f"Exercise {ex_id} failed: 0/{EXERCISES[ex_id].points} points")
+    assert "qlearn.grading" in result.message
 
 
 @pytest.mark.parametrize("ex_id", ALL_IDS)
@@ -397,14 +459,15 @@ def test_cases_are_deterministic_and_varied(ex_id):
 def test_the_input_returned_unchanged_fails(ex_id, quiet):
     result = check(ex_id, lambda *args, **kwargs: args[0], verbose=False)
     assert not result.passed and result.status in ("failed", "error")
+    assert _unwatched_status(ex_id, lambda *args, **kwargs: args[0])[0] in ("failed", "error")
 
 
 @pytest.mark.parametrize("ex_id", ALL_IDS)
 def test_zeros_fail(ex_id, quiet):
     ex = EXERCISES[ex_id]
-    result = check(ex_id, lambda *args, **kwargs: _zeros_like(ex.reference(*copy.deepcopy(args), **kwargs)),
-                   verbose=False)
-    assert not result.passed and result.status in ("failed", "error")
+    status, _ = _unwatched_status(
+        ex_id, lambda *args, **kwargs: _zeros_like(ex.reference(*copy.deepcopy(args), **kwargs)))
+    assert status in ("failed", "error")
 
 
 @pytest.mark.parametrize("ex_id", ALL_IDS)
@@ -425,9 +488,8 @@ def test_every_exercise_declares_wrong_answers(ex_id):
 
 @pytest.mark.parametrize("ex_id, name", WRONG, ids=[f"{i}-{n}" for i, n in WRONG])
 def test_typical_wrong_answers_are_rejected(ex_id, name, quiet):
-    result = check(ex_id, EXERCISES[ex_id].wrong_answers[name], verbose=False)
-    assert not result.passed, f"exercise {ex_id} accepts the wrong answer {name!r}"
-    assert result.status in ("failed", "error")
+    status, _ = _unwatched_status(ex_id, EXERCISES[ex_id].wrong_answers[name])
+    assert status in ("failed", "error"), f"exercise {ex_id} accepts the wrong answer {name!r}"
 
 
 def test_lab_modules_import_cleanly_on_their_own():

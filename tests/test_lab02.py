@@ -116,13 +116,27 @@ def test_every_exercise_declares_the_common_wrong_answers():
 
 def test_a_rejected_answer_is_told_why():
     message = check("02.2", lambda q, scale, zero_point: (q - zero_point) * scale, verbose=False).message
-    assert "must not wrap in uint8" in message
+    assert "case 1 of 10: uint8 codes, zero_point 255" in message  # an edge case, before the random ones
     assert "q.astype(np.int32)" in message
+
+
+def test_a_half_up_rounding_fails_on_the_tie_case_first_and_is_shown_x_over_scale():
+    def half_up(x, scale, zero_point, qmin, qmax):
+        v = np.floor(x * (np.float32(1) / scale) + np.float32(0.5))
+        return np.clip(v + zero_point, qmin, qmax).astype(np.int32)
+
+    message = check("02.1", half_up, verbose=False).message
+    lines = message.splitlines()
+    assert lines[0] == "Exercise 02.1 failed: 0/3 points"
+    assert lines[1].startswith("  case 1 of 12: ties: x / scale = k + 1/2 rounds half-to-even")
+    flat = " ".join(message.split())
+    assert "note: at index 0, x / scale = -3.5 lies exactly halfway between -4 and -3" in flat
+    assert "np.rint rounds a tie to the even one, -4 (round half up would give -3" in flat
 
 
 def test_a_float64_scale_is_named_as_the_problem():
     def float64_scale(xmin, xmax, qmin, qmax):
-        scale, zero_point = lab02.compute_qparams(xmin, xmax, qmin, qmax)
+        _, zero_point = _qparams_numpy(xmin, xmax, qmin, qmax)
         lo, hi = min(float(xmin), 0.0), max(float(xmax), 0.0)
         return (hi - lo) / (qmax - qmin), zero_point
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from qlearn.grading import EXERCISES, check
+from qlearn.grading.checker import evaluate
 from qlearn.grading.labs import lab05
 
 IDS = ("05.1", "05.2", "05.3")
@@ -131,11 +132,11 @@ def test_every_exercise_declares_the_typical_wrong_answers():
 
 
 def test_a_rejected_answer_is_told_why():
-    message = check("05.1", EXERCISES["05.1"].wrong_answers["accumulates in int16 (the sums wrap)"],
-                    verbose=False).message
+    message = evaluate(EXERCISES["05.1"], EXERCISES["05.1"].wrong_answers["accumulates in int16 (the sums wrap)"],
+                       watch=False)[1]
     assert "int16 accumulator" in message
-    message = check("05.3", EXERCISES["05.3"].wrong_answers["multiplies in int32 (the product wraps)"],
-                    verbose=False).message
+    message = evaluate(EXERCISES["05.3"], EXERCISES["05.3"].wrong_answers["multiplies in int32 (the product wraps)"],
+                       watch=False)[1]
     assert "int64" in message
 
 

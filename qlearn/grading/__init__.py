@@ -6,15 +6,20 @@ In a notebook::
     check("02.3", quantize_tensor)          # prints "Exercise 02.3 passed: 3/3 points (12 cases)"
 
 - ``EXERCISES``: every exercise of every lab, by id (the lab modules are ``grading/labs/labNN.py``);
-- ``check(id, fn)``: run an exercise's cases against ``fn`` and print friendly feedback;
+- ``check(id, fn)``: run an exercise's cases against ``fn`` and print friendly feedback (HTML with
+  a ✓/✗ marker in a notebook); a solution that calls the library's implementation of its exercise
+  (``Exercise.forbidden``) or anything in ``qlearn.grading`` is rejected as "delegated";
 - ``reference(id)``, ``implementation(id, fn)``: the reference, or ``fn`` once it passes;
+- for the grader: ``Exercise.make_cases(seed)`` (hidden cases), ``run_cases``, ``compare_case``,
+  and ``qlearn.grading.delegation`` (``Watcher``, ``disarm``, ``DelegationError``);
 - ``python -m qlearn.grading.student [--check]``: build ``notebooks/student/`` from the solutions;
 - ``python -m qlearn.grading.clean NOTEBOOK...``: renumber execution counts, strip metadata noise;
 - ``python -m qlearn.grade PATH...``: run notebooks headlessly and grade them.
 """
 
-from qlearn.grading.checker import CheckResult, check, implementation, reference
+from qlearn.grading.checker import CheckResult, check, compare_case, implementation, reference, run_cases
 from qlearn.grading.compare import compare_values, format_value
+from qlearn.grading.delegation import DelegationError
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import EXERCISES, exercises_for_lab, get_exercise, register
 
@@ -22,8 +27,10 @@ __all__ = [
     "EXERCISES",
     "Case",
     "CheckResult",
+    "DelegationError",
     "Exercise",
     "check",
+    "compare_case",
     "compare_values",
     "exercises_for_lab",
     "format_value",
@@ -31,4 +38,5 @@ __all__ = [
     "implementation",
     "reference",
     "register",
+    "run_cases",
 ]

@@ -1,32 +1,46 @@
 """Checking a learner's function against an exercise's reference, with friendly feedback.
 
-``check("02.3", quantize_tensor)`` runs every case of exercise 02.3. Each call gets its own deep
-copy of the inputs, so a function that changes its input in place cannot spoil the next case or the
-expected value. The feedback stops at the first failing case and shows its input, the expected and
-the returned value, the reason, and the exercise's hint. Everything printed is deterministic (fixed
-seeds, fixed formatting), so notebooks that show it can be compared output for output.
+``check("02.3", quantize_tensor)`` runs every case of exercise 02.3, the named edge cases first.
+Each call gets its own deep copy of the inputs, so a function that changes its input in place
+cannot spoil the next case or the expected value. The feedback stops at the first failing case and
+shows its input, the expected and the returned value, the reason, and the exercise's hint.
+Everything printed is deterministic (fixed seeds, fixed formatting), so notebooks that show it can
+be compared output for output. In a notebook the feedback is also shown as HTML, with a green ✓ or
+a red ✗ and a text label; its plain-text version is the same text as outside a notebook.
+
+Delegation earns nothing: the learner's call runs under a :class:`~qlearn.grading.delegation.Watcher`,
+and a solution that calls the library's implementation of its exercise (``Exercise.forbidden``) or
+anything in ``qlearn.grading`` gets status ``"delegated"`` and 0 points.
+
+The grader reuses the pieces: :func:`run_cases` (run and compare in one process) and
+:func:`compare_case` (compare a result that came back from another process as plain data), and
+:func:`failure_message` to word the feedback.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import inspect
 import re
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qlearn.grading.compare import format_value
+from qlearn.grading.compare import format_value, plain_problem
+from qlearn.grading.delegation import DelegationError, Watcher
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import get_exercise
 
-__all__ = ["CheckResult", "check", "implementation", "reference"]
+__all__ = ["CaseResult", "CheckResult", "check", "compare_case", "evaluate", "expected_output",
+           "failure_message", "feedback_html", "implementation", "reference", "run_case", "run_cases"]
 
 _LABEL = 12  # width of the "  expected: " column
-STATUSES = ("passed", "failed", "error", "not done")
+STATUSES = ("passed", "failed", "error", "not done", "delegated")
+_deepcopy = copy.deepcopy
 
 
 @dataclass(frozen=True)
@@ -34,8 +48,10 @@ class CheckResult:
     """The outcome of :func:`check`.
 
     ``implementation`` is the learner's function if it passed, else the exercise's reference, so
-    that the demos after an exercise keep working before the exercise is done. ``status`` is one of
-    ``"passed"``, ``"failed"`` (a wrong answer), ``"error"`` (an exception) or ``"not done"``.
+    that the demos after an exercise keep working before the exercise is done. (The reference lives
+    in ``qlearn.grading``: a solution that calls it, under any name, is rejected as delegated.)
+    ``status`` is one of ``"passed"``, ``"failed"`` (a wrong answer), ``"error"`` (an exception),
+    ``"not done"`` or ``"delegated"`` (it called the library's implementation of the exercise).
     """
 
     exercise_id: str
@@ -51,10 +67,58 @@ class CheckResult:
         return (f"CheckResult(exercise_id={self.exercise_id!r}, passed={self.passed}, "
                 f"points={self.points}, max_points={self.max_points}, status={self.status!r})")
 
+    def _repr_html_(self) -> str:
+        return feedback_html(self.status, self.message)
+
     def _ipython_display_(self) -> None:
-        # A check cell ends with ``check(...)``: its message is already printed, show nothing more.
+        # A check cell ends with ``check(...)``: its feedback is already shown, show nothing more.
         if not self.shown:
-            sys.stdout.write(self.message + "\n")
+            _show(self.status, self.message)
+
+
+_MARKS = {  # status: (symbol, label, accent colour, background, text colour); all pass WCAG AA contrast
+    "passed": ("\u2713", "Passed", "#1a7f37", "#e6f4ea", "#0b3d1b"),
+    "failed": ("\u2717", "Failed", "#cf222e", "#fdecea", "#6e0b10"),
+    "error": ("\u2717", "Error", "#cf222e", "#fdecea", "#6e0b10"),
+    "delegated": ("\u2717", "Not accepted", "#cf222e", "#fdecea", "#6e0b10"),
+    "not done": ("\u25cb", "Not done yet", "#9a6700", "#fff8e1", "#4d3800"),
+}
+
+
+def feedback_html(status: str, message: str) -> str:
+    """The feedback as HTML: a coloured box with a ✓/✗ marker and a text label, then the message.
+
+    The colour is never the only signal: the label ("Passed", "Failed", ...) says it in words, and
+    ``role="status"`` lets a screen reader announce it.
+
+    >>> print(feedback_html("passed", "Exercise 00.2 passed: 1/1 points (10 cases)"))
+    <div class="qlearn-check qlearn-check-passed" role="status" style="border-left: 6px solid #1a7f37; background: #e6f4ea; color: #0b3d1b; padding: 0.4em 0.8em; margin: 0.2em 0"><strong><span aria-hidden="true">✓</span> Passed</strong><pre style="margin: 0.2em 0 0 0; background: transparent; color: inherit; white-space: pre-wrap">Exercise 00.2 passed: 1/1 points (10 cases)</pre></div>
+    """
+    symbol, label, accent, background, text = _MARKS.get(status, _MARKS["failed"])
+    css = f"border-left: 6px solid {accent}; background: {background}; color: {text}; padding: 0.4em 0.8em; margin: 0.2em 0"
+    slug = status.replace(" ", "-")
+    return (f'<div class="qlearn-check qlearn-check-{slug}" role="status" style="{css}">'
+            f'<strong><span aria-hidden="true">{symbol}</span> {label}</strong>'
+            f'<pre style="margin: 0.2em 0 0 0; background: transparent; color: inherit; white-space: pre-wrap">'
+            f"{html.escape(message, quote=False)}</pre></div>")
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and shell.get_ipython() is not None and hasattr(shell.get_ipython(), "kernel")
+    except Exception:
+        return False
+
+
+def _show(status: str, message: str) -> None:
+    """Show the feedback: HTML with a plain-text fallback in a notebook, plain text elsewhere."""
+    if _in_notebook():
+        from IPython.display import display
+
+        display({"text/plain": message, "text/html": feedback_html(status, message)}, raw=True)
+    else:
+        sys.stdout.write(message + "\n")  # one write: it shows as one piece of output
 
 
 def _block(label: str, text: str) -> str:
@@ -97,57 +161,214 @@ def _case_line(number: int, total: int, case: Case) -> str:
     return f"  case {number} of {total}: {case.name}"
 
 
-def _run_cases(exercise: Exercise, fn: Callable[..., Any]) -> tuple[str, str]:
-    """Run every case; return ``(status, message)``."""
-    ex = exercise
-    cases = ex.make_cases()
-    head = f"Exercise {ex.id}"
-    zero = f"0/{ex.points} points"
-    for number, case in enumerate(cases, start=1):
+# --- running and comparing one case -----------------------------------------------------------
+
+@dataclass
+class CaseResult:
+    """What happened on one case: ``status`` (one of ``STATUSES``), and the details.
+
+    ``reason`` says why a ``"failed"`` answer is wrong (or names the forbidden call of a
+    ``"delegated"`` one); ``error`` holds the exception of an ``"error"``; ``got`` is the returned
+    value (``None`` unless the call returned).
+    """
+
+    case: Case
+    status: str
+    reason: str | None = None
+    got: Any = None
+    error: BaseException | None = None
+    expected: Any = None
+    note: str | None = None
+
+
+def expected_output(exercise: Exercise, case: Case) -> Any:
+    """The reference's output on ``case`` (computed on a deep copy of its inputs).
+
+    >>> ex = get_exercise("00.2")
+    >>> expected_output(ex, ex.make_cases()[0])
+    256
+    """
+    try:
+        return exercise.reference(*_deepcopy(case.args), **_deepcopy(dict(case.kwargs)))
+    except Exception as exc:  # a bug in the exercise, not in the learner's code
+        raise RuntimeError(f"the reference of exercise {exercise.id} failed on case {case.name!r}: {exc!r}") from exc
+
+
+def compare_case(exercise: Exercise, case: Case, got: Any, expected: Any = None, *,
+                 has_expected: bool = False) -> str | None:
+    """``None`` if ``got`` is the right answer to ``case``, else the reason it is not.
+
+    The expected value comes from the reference (pass ``expected`` with ``has_expected=True`` to
+    reuse one). ``got`` must be plain data (see :func:`~qlearn.grading.compare.plain_problem`)
+    unless the exercise says otherwise. The grader calls this in its parent process with ``got``
+    decoded from what the sandboxed child sent back.
+
+    >>> ex = get_exercise("00.2")
+    >>> case = ex.make_cases()[0]                      # int8: [-128, 127]
+    >>> compare_case(ex, case, 256) is None, compare_case(ex, case, 255)
+    (True, 'returned 255, expected 256')
+    """
+    if not has_expected:
+        expected = expected_output(exercise, case)
+    if exercise.plain_result:
+        problem = plain_problem(got)
+        if problem is not None:
+            return problem
+    try:
+        return exercise.compare_output(got, expected)
+    except Exception as exc:
+        return f"the returned value could not be compared ({type(exc).__name__}: {exc})"
+
+
+def run_case(exercise: Exercise, case: Case, fn: Callable[..., Any], *, watcher: Watcher | None = None,
+             expected: Any = None, has_expected: bool = False) -> CaseResult:
+    """Run ``fn`` on one case (under ``watcher`` if given) and compare its result.
+
+    >>> ex = get_exercise("00.2")
+    >>> run_case(ex, ex.make_cases()[0], lambda qmin, qmax: qmax - qmin).status
+    'failed'
+    """
+    if not has_expected:
+        expected = expected_output(exercise, case)
+    args, kwargs = _deepcopy(case.args), _deepcopy(dict(case.kwargs))
+    for attempt in range(2):
         try:
-            expected = ex.reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-        except Exception as exc:  # a bug in the exercise, not in the learner's code
-            raise RuntimeError(
-                f"the reference of exercise {ex.id} failed on case {case.name!r}: {exc!r}"
-            ) from exc
-        try:
-            got = fn(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-        except NotImplementedError:
-            return "not done", (
-                f"{head} is not done yet: {zero}\n"
-                f"  Replace `raise NotImplementedError(...)` in {getattr(fn, '__name__', 'your function')}() "
-                f"with your code,\n  run that cell, then run this check again."
-            )
+            if watcher is None:
+                got = fn(*args, **kwargs)
+            else:
+                got = watcher.call(fn, *args, **kwargs)
+        except NotImplementedError as exc:
+            outcome = CaseResult(case, "not done", error=exc, expected=expected)
         except Exception as exc:
-            return "error", "\n".join([
-                f"{head} raised an error: {zero}",
-                _case_line(number, len(cases), case),
-                _block("input", _inputs(ex, case)),
-                _block("error", _error_text(exc, fn)),
-                _hint(ex),
-            ])
-        try:
-            reason = ex.compare_output(got, expected)
-        except Exception as exc:
-            reason = f"the returned value could not be compared ({type(exc).__name__}: {exc})"
+            outcome = CaseResult(case, "error", error=exc, expected=expected)
+        else:
+            outcome = CaseResult(case, "passed", got=got, expected=expected)
+        if watcher is not None and watcher.violation is not None:
+            return CaseResult(case, "delegated", reason=watcher.violation.describe(exercise.id), expected=expected)
+        if watcher is not None and attempt == 0 and watcher.stale():  # fn imported a package just now
+            watcher.refresh()
+            args, kwargs = _deepcopy(case.args), _deepcopy(dict(case.kwargs))
+            continue
+        break
+    if outcome.status == "passed":
+        reason = compare_case(exercise, case, outcome.got, expected, has_expected=True)
         if reason is not None:
-            return "failed", "\n".join([
-                f"{head} failed: {zero}",
-                _case_line(number, len(cases), case),
-                _block("input", _inputs(ex, case)),
-                _block("expected", format_value(expected)),
-                _block("returned", format_value(got)),
-                _block("problem", reason),
-                _hint(ex),
-            ])
-    return "passed", f"{head} passed: {ex.points}/{ex.points} points ({len(cases)} cases)"
+            outcome.status, outcome.reason = "failed", reason
+            if exercise.explain is not None:
+                try:
+                    outcome.note = exercise.explain(case, outcome.got, expected)
+                except Exception:
+                    outcome.note = None
+    return outcome
+
+
+def run_cases(exercise: Exercise, fn: Callable[..., Any], cases: Sequence[Case] | None = None, *,
+              seed: int | None = None, watch: bool = True, stop_at_first: bool = True) -> list[CaseResult]:
+    """Run ``fn`` on ``cases`` (default: ``exercise.make_cases(seed)``) and compare every result.
+
+    With ``watch`` (the default) a solution that calls a forbidden callable is ``"delegated"``.
+    With ``stop_at_first`` the list ends at the first case that does not pass.
+
+    >>> ex = get_exercise("00.2")
+    >>> [r.status for r in run_cases(ex, lambda qmin, qmax: qmax - qmin + 1)][:3]
+    ['passed', 'passed', 'passed']
+    >>> [(r.case.name, r.status) for r in run_cases(ex, lambda qmin, qmax: 256)]
+    [('int8: [-128, 127]', 'passed'), ('uint8: [0, 255]', 'passed'), ('int4: [-8, 7]', 'failed')]
+    """
+    if cases is None:
+        cases = exercise.make_cases(seed)
+    watcher = Watcher(exercise) if watch else None
+    results = []
+    for case in cases:
+        result = run_case(exercise, case, fn, watcher=watcher)
+        results.append(result)
+        if stop_at_first and result.status != "passed":
+            break
+    return results
+
+
+# --- wording the feedback ---------------------------------------------------------------------
+
+def _allowed_text(exercise: Exercise) -> str:
+    allowed = ", ".join(exercise.allowed)
+    return "numpy, Python's standard library" + (f", and {allowed}" if allowed else "")
+
+
+def failure_message(exercise: Exercise, result: CaseResult, number: int, total: int, fn: Callable[..., Any],
+                    *, hidden: bool = False) -> str:
+    """The feedback for a case that did not pass; ``hidden`` leaves out inputs and expected values.
+
+    >>> ex = get_exercise("00.2")
+    >>> result = run_case(ex, ex.make_cases()[0], lambda qmin, qmax: qmax - qmin)
+    >>> print(failure_message(ex, result, 1, 10, None).splitlines()[0])
+    Exercise 00.2 failed: 0/1 points
+    """
+    head, zero = f"Exercise {exercise.id}", f"0/{exercise.points} points"
+    case = result.case
+    if result.status == "not done":
+        return (f"{head} is not done yet: {zero}\n"
+                f"  Replace `raise NotImplementedError(...)` in {getattr(fn, '__name__', 'your function')}() "
+                f"with your code,\n  run that cell, then run this check again.")
+    if result.status == "delegated":
+        return "\n".join([
+            f"{head} failed: {zero}: it hands the work to code it must not use",
+            _block("called", textwrap.fill((result.reason or "").removeprefix("your function called "),
+                                           width=96 - _LABEL)),
+            _block("why", textwrap.fill(
+                f"exercise {exercise.id} asks you to write this step yourself, so a solution that calls the "
+                f"library's own version of it, or anything in qlearn.grading (reference, implementation, "
+                f"check, EXERCISES), earns no points, whatever name it is called by.", width=96 - _LABEL)),
+            _block("allowed", textwrap.fill(_allowed_text(exercise), width=96 - _LABEL)),
+        ])
+    if result.status == "error":
+        lines = [f"{head} raised an error: {zero}", _case_line(number, total, case)]
+        if not hidden:
+            lines.append(_block("input", _inputs(exercise, case)))
+        lines += [_block("error", _error_text(result.error, fn)), _hint(exercise)]
+        return "\n".join(lines)
+    lines = [f"{head} failed: {zero}", _case_line(number, total, case)]
+    if not hidden:
+        exact = exercise.strict_dtype
+        lines += [
+            _block("input", _inputs(exercise, case)),
+            _block("expected", format_value(result.expected, exact_dtype=exact)),
+            _block("returned", format_value(result.got)),
+            _block("problem", result.reason or ""),
+        ]
+        if result.note:
+            lines.append(_block("note", textwrap.fill(result.note, width=96 - _LABEL)))
+    lines.append(_hint(exercise))
+    return "\n".join(lines)
+
+
+def evaluate(exercise: Exercise, fn: Callable[..., Any], *, seed: int | None = None,
+             watch: bool = True) -> tuple[str, str]:
+    """``(status, message)``: what :func:`check` would report, without printing it.
+
+    Runs the cases of ``exercise.make_cases(seed)`` (edge cases first) and stops at the first
+    problem. ``watch=False`` judges the answers alone: the test suite uses it to show that the
+    references pass and the wrong answers fail on their merits (both live in ``qlearn.grading``,
+    so under the watch they are rejected as delegated before any answer is compared).
+
+    >>> evaluate(get_exercise("00.2"), lambda qmin, qmax: qmax - qmin + 1)
+    ('passed', 'Exercise 00.2 passed: 1/1 points (10 cases)')
+    >>> evaluate(get_exercise("00.2"), get_exercise("00.2").reference)[0]
+    'delegated'
+    """
+    cases = exercise.make_cases(seed)
+    results = run_cases(exercise, fn, cases, watch=watch)
+    last = results[-1]
+    if last.status != "passed":
+        return last.status, failure_message(exercise, last, len(results), len(cases), fn)
+    return "passed", f"Exercise {exercise.id} passed: {exercise.points}/{exercise.points} points ({len(cases)} cases)"
 
 
 def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> CheckResult:
     """Check the learner's ``fn`` on every case of an exercise and print the feedback.
 
     ``NotImplementedError`` counts as "not done yet"; any other exception is reported with its
-    type, message and the case that raised it. Points are all or nothing.
+    type, message and the case that raised it. A call to the library's implementation of the
+    exercise, or into ``qlearn.grading``, is "delegated". Points are all or nothing.
 
     >>> result = check("00.2", lambda qmin, qmax: qmax - qmin + 1)
     Exercise 00.2 passed: 1/1 points (10 cases)
@@ -159,10 +380,10 @@ def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> 
         raise TypeError(
             f"check({exercise.id!r}, fn) needs your function {exercise.function}, got {format_value(fn)}"
         )
-    status, message = _run_cases(exercise, fn)
+    status, message = evaluate(exercise, fn)
     passed = status == "passed"
     if verbose:
-        sys.stdout.write(message + "\n")  # one write: a notebook shows it as one piece of output
+        _show(status, message)
     return CheckResult(
         exercise_id=exercise.id,
         passed=passed,
@@ -188,6 +409,8 @@ def implementation(exercise_id: str, fn: Callable[..., Any]) -> Callable[..., An
     """``fn`` if it passes the exercise's check (run silently), else the reference implementation.
 
     Demos call it so that they work before the exercise is done, and use the learner's code after.
+    The fallback cannot become an answer: it is the reference, defined in ``qlearn.grading``, so
+    a solution that calls it (directly, or through ``implementation``) is rejected as delegated.
 
     >>> implementation("00.2", lambda qmin, qmax: qmax - qmin)(0, 3)   # wrong: the reference is used
     4

@@ -7,6 +7,12 @@ only, and only when an exercise sets ``rtol``/``atol``.
 
 Every description is deterministic (fixed numpy print options, no memory addresses), because
 notebooks that print them are compared output for output by nbval.
+
+Nothing here trusts the returned object: :func:`plain_problem` accepts only plain ``ndarray``s of
+numbers, numpy and Python numbers, and tuples, lists and dicts of them (an ndarray subclass whose
+``==`` always says True is refused before any comparison), and the functions the comparison needs
+(``math.isclose``, ``np.isclose``, ...) are captured when this module is imported, so patching them
+later from a notebook changes nothing.
 """
 
 from __future__ import annotations
@@ -18,18 +24,37 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare_values", "format_value"]
+__all__ = ["compare_values", "first_difference", "format_value", "plain_problem", "tie_note"]
+
+# Captured at import time: a notebook that patches math.isclose or np.isclose later cannot pass a check.
+_isclose, _isnan, _isinf, _floor = math.isclose, math.isnan, math.isinf, math.floor
+_np_isclose, _np_isnan, _np_argwhere, _np_asarray = np.isclose, np.isnan, np.argwhere, np.asarray
+_np_ndarray, _np_generic, _np_bool, _np_float32, _np_float64 = np.ndarray, np.generic, np.bool_, np.float32, np.float64
+_np_rint, _np_broadcast_to = np.rint, np.broadcast_to
+_array2string = np.array2string
+_isinstance, _type, _len, _float, _int, _bool = isinstance, type, len, float, int, bool
+_PLAIN_SCALARS = (int, float, bool, complex, str, bytes, type(None))
+_NUMBER_KINDS = "biufc"
 
 _THRESHOLD = 12  # arrays with more elements are abbreviated: [a, b, c, ..., x, y, z]
 _KINDS = {"i": "an integer", "u": "an integer", "f": "a float", "b": "a boolean", "c": "a complex"}
 _SAME_KIND = {"i": "iu", "u": "iu", "f": "f", "b": "b", "c": "c"}
 
 
-def format_value(value: Any, *, width: int = 80) -> str:
+_ANY_KIND = {"i": "any integer dtype", "u": "any integer dtype", "f": "any float dtype",
+             "b": "dtype bool", "c": "any complex dtype"}
+
+
+def format_value(value: Any, *, width: int = 80, exact_dtype: bool = True) -> str:
     """A short, deterministic text for ``value``: arrays abbreviated with ``np.array2string``.
+
+    With ``exact_dtype=False`` an array names the dtype kind instead of its dtype: that is how an
+    expected value is shown when any integer (or float) dtype is accepted.
 
     >>> format_value(np.arange(30, dtype=np.int8))
     'array([ 0,  1,  2, ..., 27, 28, 29], dtype=int8, shape=(30,))'
+    >>> format_value(np.array([-2, 0, 127], np.int8), exact_dtype=False)
+    'array([ -2,   0, 127], any integer dtype)'
     >>> format_value((np.float32(0.5), 3))
     '(np.float32(0.5), 3)'
     """
@@ -39,19 +64,117 @@ def format_value(value: Any, *, width: int = 80) -> str:
             prefix="array(", threshold=_THRESHOLD, edgeitems=3, floatmode="maxprec", sign="-",
         )
         shape = f", shape={value.shape}" if value.size > _THRESHOLD else ""
-        return f"array({text}, dtype={value.dtype}{shape})"
+        dtype = f"dtype={value.dtype}" if exact_dtype else _ANY_KIND.get(value.dtype.kind, f"dtype={value.dtype}")
+        return f"array({text}, {dtype}{shape})"
     if isinstance(value, tuple):
-        inner = ", ".join(format_value(v, width=width) for v in value)
+        inner = ", ".join(format_value(v, width=width, exact_dtype=exact_dtype) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, list):
         if len(value) > 12:
-            head = ", ".join(format_value(v, width=width) for v in value[:3])
+            head = ", ".join(format_value(v, width=width, exact_dtype=exact_dtype) for v in value[:3])
             return f"[{head}, ... ({len(value)} items)]"
-        return "[" + ", ".join(format_value(v, width=width) for v in value) + "]"
+        return "[" + ", ".join(format_value(v, width=width, exact_dtype=exact_dtype) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {format_value(v, width=width)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {format_value(v, width=width, exact_dtype=exact_dtype)}"
+                               for k, v in value.items()) + "}"
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))  # no memory addresses: output stays stable
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def plain_problem(value: Any, _depth: int = 0) -> str | None:
+    """``None`` if ``value`` is plain data, else why not. Run it before comparing a learner's result.
+
+    Plain data: an exact ``np.ndarray`` of a number dtype (bool, int, uint, float, complex), a
+    numpy scalar of such a dtype, a Python number, string, ``None``, and exact tuples, lists and
+    dicts of these. Subclasses are refused: they can redefine ``==``.
+
+    >>> plain_problem((np.zeros(2, np.float32), 3, [1.5, None]))
+    >>> class Liar(np.ndarray):
+    ...     def __eq__(self, other): return np.ones(self.shape, bool)
+    >>> plain_problem(np.zeros(3).view(Liar))
+    'returned a Liar, a subclass of np.ndarray: return a plain numpy array (np.asarray(...))'
+    >>> plain_problem(np.array([1, "a"], dtype=object))
+    'returned an array of dtype object: return an array of numbers'
+    """
+    kind = _type(value)
+    if kind in _PLAIN_SCALARS:
+        return None
+    if kind is _np_ndarray:
+        if value.dtype.kind not in _NUMBER_KINDS or value.dtype.fields is not None:
+            return f"returned an array of dtype {value.dtype}: return an array of numbers"
+        return None
+    if _isinstance(value, _np_generic):
+        if kind.__module__ != "numpy" or value.dtype.kind not in _NUMBER_KINDS:
+            return f"returned a {kind.__name__}, not a plain numpy number: return a plain number"
+        return None
+    if _depth > 20:
+        return "returned containers nested too deep"
+    if kind in (tuple, list):
+        for item in value:
+            problem = plain_problem(item, _depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if kind is dict:
+        for key, item in value.items():
+            for part in (key, item):
+                problem = plain_problem(part, _depth + 1)
+                if problem is not None:
+                    return problem
+        return None
+    for base, fix in ((_np_ndarray, "a plain numpy array (np.asarray(...))"), (tuple, "a plain tuple"),
+                      (list, "a plain list"), (dict, "a plain dict"), (float, "a plain float"),
+                      (int, "a plain int")):
+        if _isinstance(value, base):
+            where = "np.ndarray" if base is _np_ndarray else base.__name__
+            return f"returned a {kind.__name__}, a subclass of {where}: return {fix}"
+    return f"returned a {kind.__name__} object: return numbers, numpy arrays, or tuples of them"
+
+
+def first_difference(got: Any, expected: Any) -> tuple[int, ...] | None:
+    """The index of the first element where two arrays of the same shape differ, else ``None``.
+
+    >>> first_difference(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]]))
+    (1, 1)
+    """
+    if _type(got) is not _np_ndarray or _type(expected) is not _np_ndarray or got.shape != expected.shape:
+        return None
+    bad = _np_argwhere(got != expected)
+    if bad.shape[0] == 0 or got.ndim == 0:
+        return None
+    return tuple(_int(i) for i in bad[0])
+
+
+def tie_note(x: Any, scale: Any, got: Any, expected: Any, name: str = "x") -> str | None:
+    """At the first wrong code, a note when ``x * (1 / scale)`` sits exactly on a tie ``k + 1/2``.
+
+    The kernels (``torch.quantize_per_tensor``, ``qlearn.quantize``) multiply by the float32
+    reciprocal of the scale; ``np.rint`` then rounds a tie to the even integer.
+
+    >>> x = np.array([0.25, 1.25], np.float32)
+    >>> tie_note(x, np.float32(0.5), np.array([1, 3]), np.array([0, 2]))
+    'at index 0, x / scale = 0.5 lies exactly halfway between 0 and 1: np.rint rounds a tie to the even one, 0 (round half up would give 1, half away from zero 1)'
+    >>> tie_note(x, np.float32(0.5), np.array([0, 3]), np.array([0, 3])) is None
+    True
+    """
+    index = first_difference(got, expected)
+    if index is None:
+        return None
+    try:
+        x32 = _np_asarray(x, dtype=_np_float32)
+        inv = _np_float32(1) / _np_asarray(scale, dtype=_np_float32)
+        v = _np_broadcast_to(x32 * inv, _np_asarray(expected).shape)[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    v = _float(v)
+    low = _floor(v)
+    if v - low != 0.5:
+        return None
+    even = low if low % 2 == 0 else low + 1
+    where = f"at index {index[0]}" if _len(index) == 1 else f"at index {index}"
+    return (f"{where}, {name} / scale = {v!r} lies exactly halfway between {low} and {low + 1}: np.rint "
+            f"rounds a tie to the even one, {even} (round half up would give {low + 1}, half away from "
+            f"zero {low + 1 if v > 0 else low})")
 
 
 def _type_name(value: Any) -> str:
@@ -80,13 +203,13 @@ def _scalar(value: Any) -> Any:
 
 
 def _close(got: float, expected: float, rtol: float, atol: float) -> bool:
-    if math.isnan(expected) or math.isnan(got):
-        return math.isnan(expected) and math.isnan(got)
+    if _isnan(expected) or _isnan(got):
+        return _isnan(expected) and _isnan(got)
     if rtol == 0 and atol == 0:
         return got == expected
-    if math.isinf(expected) or math.isinf(got):
+    if _isinf(expected) or _isinf(got):
         return got == expected
-    return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol)
+    return _isclose(got, expected, rel_tol=rtol, abs_tol=atol)
 
 
 def _tolerance(rtol: float, atol: float) -> str:
@@ -96,7 +219,7 @@ def _tolerance(rtol: float, atol: float) -> str:
 def _compare_arrays(got: Any, expected: np.ndarray, rtol: float, atol: float,
                     strict_dtype: bool) -> str | None:
     if isinstance(got, np.generic):
-        got = np.asarray(got)
+        got = _np_asarray(got)
     if not isinstance(got, np.ndarray):
         hint = "; convert it with np.asarray(...)" if isinstance(got, (list, tuple)) else ""
         return f"expected a numpy array, got {_type_name(got)}{hint}"
@@ -109,15 +232,15 @@ def _compare_arrays(got: Any, expected: np.ndarray, rtol: float, atol: float,
         what = _KINDS.get(kind, str(expected.dtype))
         return f"returned dtype {got.dtype}, expected {what} dtype such as {expected.dtype}"
     if kind == "f" and (rtol or atol):
-        ok = np.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+        ok = _np_isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     elif kind in "fc":
-        ok = (got == expected) | (np.isnan(got) & np.isnan(expected))
+        ok = (got == expected) | (_np_isnan(got) & _np_isnan(expected))
     else:
         ok = got == expected
-    ok = np.asarray(ok, dtype=bool)
+    ok = _np_asarray(ok, dtype=_np_bool)
     if ok.all():
         return None
-    bad = np.argwhere(~ok)
+    bad = _np_argwhere(~ok)
     index = tuple(int(i) for i in bad[0])
     where = f"at index {index[0]}" if len(index) == 1 else f"at index {index}"
     return (
@@ -136,6 +259,9 @@ def compare_values(got: Any, expected: Any, *, rtol: float = 0.0, atol: float = 
       ``math.isclose`` within the tolerance; bools: a bool;
     - tuples and lists: the same length, compared item by item; dicts: same keys, then values.
 
+    ``got`` must be plain data (:func:`plain_problem`): an ndarray subclass or an object with its
+    own ``__eq__`` is refused before anything is compared.
+
     >>> compare_values(np.array([1, 2], np.int8), np.array([1, 3], np.int8))
     '1 of 2 values differ; the first at index 1: returned 2, expected 3'
     >>> compare_values(256.0, 256)
@@ -143,6 +269,9 @@ def compare_values(got: Any, expected: Any, *, rtol: float = 0.0, atol: float = 
     >>> compare_values(0.30000001, 0.3, rtol=1e-6) is None
     True
     """
+    problem = plain_problem(got)
+    if problem is not None:
+        return problem
     if isinstance(expected, np.ndarray) and expected.ndim > 0:
         return _compare_arrays(got, expected, rtol, atol, strict_dtype)
     expected = _scalar(expected)

@@ -65,6 +65,15 @@ class Case:
     args: tuple = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
+    @property
+    def random(self) -> bool:
+        """Whether this is a random case (its name says "random"); ``make_cases`` runs these last.
+
+        >>> Case("random 2-D values", (1,)).random, Case("ties", (1,)).random
+        (True, False)
+        """
+        return "random" in self.name.lower()
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Case.name must be a non-empty string, got {self.name!r}")
@@ -89,6 +98,28 @@ class Exercise:
       exact equality (shape, dtype kind and values) unless a tolerance is given.
     - ``wrong_answers``: typical buggy implementations, by name; the test suite checks that each
       is rejected ("round half away from zero", "missing clamp", "int8 cast that wraps", ...).
+    - ``forbidden``: dotted names of the library callables that do this exercise's job (qlearn
+      functions and classes, and torch functions that do the same). A solution that calls one, or
+      anything defined in ``qlearn.grading``, earns nothing (see :mod:`qlearn.grading.delegation`).
+    - ``allowed``: dotted names of the library helpers a solution may use; ``check`` names them
+      when it rejects a delegating solution (numpy and the standard library are always allowed).
+    - ``explain(case, got, expected) -> str | None``: an extra line for the feedback on a wrong
+      answer (02.1 shows ``x / scale`` when the first wrong code sits on a tie).
+    - ``plain_result``: the result must be plain data (numbers, plain ndarrays, tuples of them;
+      see :func:`~qlearn.grading.compare.plain_problem`). Only an exercise whose answer is an
+      object (10.2 returns the calibrated model) sets it to False and checks the type itself.
+
+    ``make_cases(seed)`` builds the cases; the default seed is ``seed``, the one the notebook's
+    check uses, and the grader passes a secret one: the random cases change, the edge cases stay.
+
+    >>> ex = Exercise(id="9.1", title="Double", points=1, reference=lambda x: 2 * x,
+    ...               cases=lambda rng: [Case("one", (1,)), Case("random", (int(rng.integers(9)),))],
+    ...               function="double", hint="Twice x.", notebook="09_demo",
+    ...               forbidden=("operator.mul",), allowed=("operator.add",))
+    >>> ex.id, ex.forbidden, [c.name for c in ex.make_cases()]
+    ('09.1', ('operator.mul',), ['one', 'random'])
+    >>> ex.make_cases()[1] == ex.make_cases()[1], ex.make_cases(seed=12345)[1].args[0] != ex.make_cases()[1].args[0]
+    (True, True)
     """
 
     id: str
@@ -105,6 +136,10 @@ class Exercise:
     atol: float = 0.0
     strict_dtype: bool = False
     wrong_answers: Mapping[str, Callable[..., Any]] = field(default_factory=dict, hash=False)
+    forbidden: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
+    explain: Callable[[Case, Any, Any], str | None] | None = None
+    plain_result: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", normalize_id(self.id))
@@ -124,8 +159,9 @@ class Exercise:
                 f"Exercise {self.id}: notebook must be the notebook's name without .ipynb and start "
                 f"with its lab number, such as '{self.lab}_topic'; got {self.notebook!r}"
             )
-        if self.compare is not None and not callable(self.compare):
-            raise TypeError(f"Exercise {self.id}: compare must be callable or None, got {self.compare!r}")
+        for name in ("compare", "explain"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"Exercise {self.id}: {name} must be callable or None, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TypeError(f"Exercise {self.id}: seed must be an int, got {self.seed!r}")
         if self.rtol < 0 or self.atol < 0:
@@ -134,17 +170,34 @@ class Exercise:
             if not callable(wrong):
                 raise TypeError(f"Exercise {self.id}: wrong_answers[{name!r}] must be callable")
         object.__setattr__(self, "wrong_answers", MappingProxyType(dict(self.wrong_answers)))
+        for name in ("forbidden", "allowed"):
+            names = getattr(self, name)
+            if isinstance(names, str) or not all(
+                    isinstance(n, str) and n and all(p.isidentifier() for p in n.split(".")) for n in names):
+                raise TypeError(f"Exercise {self.id}: {name} must be a tuple of dotted names such as "
+                                f"('qlearn.affine.quantize',), got {names!r}")
+            object.__setattr__(self, name, tuple(names))
 
     @property
     def lab(self) -> str:
         """The two-digit lab number, ``"02"`` for exercise ``"02.3"``."""
         return self.id.split(".")[0]
 
-    def make_cases(self) -> list[Case]:
-        """Build this exercise's cases from a generator seeded with ``seed`` (the same every time)."""
-        cases = list(self.cases(np.random.default_rng(self.seed)))
+    def make_cases(self, seed: int | None = None) -> list[Case]:
+        """Build the cases from ``np.random.default_rng(seed)``; ``seed=None`` means ``self.seed``.
+
+        The notebook's check uses the default, visible seed; the grader passes a secret seed, which
+        changes the random cases and keeps the named edge cases.
+        """
+        if seed is None:
+            seed = self.seed
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"Exercise {self.id}: make_cases(seed) needs an int seed, got {seed!r}")
+        cases = list(self.cases(np.random.default_rng(seed)))
         if not cases:
             raise ValueError(f"Exercise {self.id}: cases() returned no case")
+        # the named edge cases first: a learner sees the tie or saturation case that fails, not a random one
+        cases.sort(key=lambda case: isinstance(case, Case) and case.random)
         names = [case.name for case in cases]
         for case in cases:
             if not isinstance(case, Case):

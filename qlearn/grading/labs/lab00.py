@@ -64,6 +64,7 @@ register(Exercise(
           "Keep x's dtype: integer codes must stay integers."),
     notebook=NOTEBOOK,
     seed=1,
+    forbidden=("torch.clamp", "torch.clip", "torch.Tensor.clamp", "torch.Tensor.clip",),
     wrong_answers={
         "missing lower clamp": lambda x, lo, hi: np.minimum(x, hi),
         "missing upper clamp": lambda x, lo, hi: np.maximum(x, lo),
@@ -119,6 +120,7 @@ register(Exercise(
           "codes, a number too large for an int32."),
     notebook=NOTEBOOK,
     seed=2,
+    forbidden=("qlearn.qparams.qrange",),
     wrong_answers={
         "off by one": lambda qmin, qmax: qmax - qmin,
         "returns a float": lambda qmin, qmax: float(qmax - qmin + 1),
@@ -179,6 +181,7 @@ register(Exercise(
           "math.inf otherwise."),
     notebook=NOTEBOOK,
     seed=3,
+    forbidden=("qlearn.metrics.sqnr_db", "qlearn.metrics.mse",),
     rtol=1e-6,
     wrong_answers={
         "divides by the norm of x_hat": lambda x, x_hat: float(

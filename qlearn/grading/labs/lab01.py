@@ -80,6 +80,7 @@ register(Exercise(
           "Python's ** (numpy int32 would wrap for 32 bits)."),
     notebook=NOTEBOOK,
     seed=11,
+    forbidden=("qlearn.qparams.qrange",),
     wrong_answers={
         "unsigned max 2**bits": lambda bits, signed=True: (
             (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits)),
@@ -150,6 +151,10 @@ register(Exercise(
           "any clamp can see it. The result must have exactly the requested dtype."),
     notebook=NOTEBOOK,
     seed=12,
+    forbidden=(
+        "qlearn.affine.quantize", "qlearn.affine._codes", "qlearn.affine._per_tensor_blocked", "torch.clamp",
+        "torch.clip",
+    ),
     strict_dtype=True,
     wrong_answers={
         "plain cast that wraps": lambda x, dtype: np.asarray(x).astype(dtype),
@@ -268,6 +273,8 @@ register(Exercise(
           "Everything else: 2**(exponent - bias) * (1 + mantissa / 2**M). Use fmt.bias, not a formula."),
     notebook=NOTEBOOK,
     seed=13,
+    # not qlearn.formats._decode: FloatFormat.max uses it, and 01.4 may use fmt.max
+    forbidden=("qlearn.formats.representable_values",),
     wrong_answers={
         "subnormals with an implicit 1": _decode_variant(implicit_one_subnormal=True),
         "subnormal exponent -bias instead of 1 - bias": _decode_variant(subnormal_exp_minus_bias=True),
@@ -408,6 +415,8 @@ register(Exercise(
           "and put the sign back."),
     notebook=NOTEBOOK,
     seed=14,
+    forbidden=("qlearn.formats.round_to_format", "qlearn.formats.decompose",),
+    allowed=("qlearn.formats.FloatFormat",),
     wrong_answers={
         "truncation instead of round to nearest": _rounder(mode="trunc"),
         "ties away from zero": _rounder(mode="half_away"),

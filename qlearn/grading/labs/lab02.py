@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from qlearn.affine import dequantize, quantize
-from qlearn.grading.compare import compare_values
+from qlearn.grading.compare import compare_values, tie_note
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import register
 from qlearn.qparams import EPS, calc_qparams
@@ -108,6 +108,12 @@ def _inv(scale):
     return f32(1) / f32(scale)
 
 
+def _explain_quantize(case: Case, got, expected) -> str | None:
+    """When the first wrong code sits on a tie, show ``x / scale`` there (the feedback's note)."""
+    x, scale = case.args[0], case.args[1]
+    return tie_note(x, scale, got, expected, name="x")
+
+
 _QUANTIZE_WRONG: dict[str, Callable] = {
     "rounds half away from zero": lambda x, s, zp, qmin, qmax: _codes(
         round_to_int(x * _inv(s), "half_away"), zp, qmin, qmax),
@@ -140,7 +146,16 @@ register(Exercise(
           "(an int8 cannot hold 200: it wraps to -56)."),
     notebook=NOTEBOOK,
     seed=201,
+    forbidden=(
+        "qlearn.affine.quantize", "qlearn.affine.fake_quantize", "qlearn.group.quantize_per_group",
+        "qlearn.group.fake_quantize_per_group", "qlearn.affine._codes", "qlearn.affine._per_tensor_blocked",
+        "torch.quantize_per_tensor",
+        "torch.quantize_per_channel", "torch.fake_quantize_per_tensor_affine",
+        "torch.fake_quantize_per_channel_affine",
+    ),
+    allowed=("qlearn.qparams.qrange", "qlearn.affine.code_dtype",),
     wrong_answers=_QUANTIZE_WRONG,
+    explain=_explain_quantize,
 ))
 
 
@@ -209,6 +224,10 @@ register(Exercise(
           "when they round to the same float32)."),
     notebook=NOTEBOOK,
     seed=202,
+    forbidden=(
+        "qlearn.affine.dequantize", "qlearn.group.dequantize_per_group", "qlearn.affine.fake_quantize",
+        "qlearn.group.fake_quantize_per_group", "torch.dequantize", "torch.Tensor.dequantize",
+    ),
     compare=_compare_float32,
     wrong_answers={
         "forgets the zero-point": lambda q, s, zp: q.astype(f32) * s,
@@ -344,6 +363,16 @@ register(Exercise(
           "[qmin, qmax] and returned as a Python int. Return (scale, zero_point)."),
     notebook=NOTEBOOK,
     seed=203,
+    forbidden=(
+        "qlearn.qparams.calc_qparams", "qlearn.qparams._minmax_qparams", "qlearn.group._group_qparams",
+        "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.MinMaxObserver",
+        "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.PerChannelMinMaxObserver",
+        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
+        "torch.ao.quantization.observer.UniformQuantizationObserverBase", "torch._choose_qparams_per_tensor",
+    ),
+    allowed=("qlearn.qparams.EPS",),
     compare=_compare_qparams,
     wrong_answers={
         "range not widened to contain 0": _asym_wrong(widen=False),
@@ -427,6 +456,16 @@ register(Exercise(
           "Return (scale, 0)."),
     notebook=NOTEBOOK,
     seed=204,
+    forbidden=(
+        "qlearn.qparams.calc_qparams", "qlearn.qparams._minmax_qparams", "qlearn.group._group_qparams",
+        "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.MinMaxObserver",
+        "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.PerChannelMinMaxObserver",
+        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
+        "torch.ao.quantization.observer.UniformQuantizationObserverBase", "torch._choose_qparams_per_tensor",
+    ),
+    allowed=("qlearn.qparams.EPS",),
     compare=_compare_qparams,
     wrong_answers={
         "divides by qmax (the narrow-range formula) on every range": _sym_wrong(steps=lambda qmin, qmax: qmax),

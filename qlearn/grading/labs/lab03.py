@@ -138,6 +138,13 @@ register(Exercise(
           "(scale, zero_point) arrays. Without the moveaxis, reshape mixes channels when axis != 0."),
     notebook=NOTEBOOK,
     seed=301,
+    forbidden=(
+        "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
+        "qlearn.group._group_qparams", "qlearn.group.quantize_per_group",
+        "qlearn.group.fake_quantize_per_group", "torch.ao.quantization.observer.PerChannelMinMaxObserver",
+        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
+    ),
+    allowed=("qlearn.qparams.calc_qparams",),
     wrong_answers=_PER_CHANNEL_WRONG,
 ))
 
@@ -264,6 +271,12 @@ register(Exercise(
           "reshaped to w.shape. Return (q, scale, zero_point)."),
     notebook=NOTEBOOK,
     seed=302,
+    forbidden=(
+        "qlearn.group.quantize_per_group", "qlearn.group.fake_quantize_per_group",
+        "qlearn.group.dequantize_per_group", "qlearn.group._group_qparams", "qlearn.group._to_groups",
+        "qlearn.group._from_groups",
+    ),
+    allowed=("qlearn.qparams.calc_qparams", "qlearn.affine.quantize",),
     wrong_answers={
         "groups across rows (consecutive values down a column)": _groups_wrong("columns"),
         "interleaved groups: reshape(rows, group_size, -1)": _groups_wrong("interleaved"),
@@ -358,6 +371,7 @@ register(Exercise(
           "(-1 becomes 15) and keeps its sign bits out of the other nibble."),
     notebook=NOTEBOOK,
     seed=303,
+    forbidden=("qlearn.packing.pack",),
     wrong_answers={
         "nibble order swapped (first code in the high nibble)": _pack_swapped,
         "offset binary (q + 8) instead of two's complement": _pack_offset,
@@ -433,6 +447,7 @@ register(Exercise(
           "Return np.int8."),
     notebook=NOTEBOOK,
     seed=304,
+    forbidden=("qlearn.packing.unpack",),
     wrong_answers={
         "sign not restored (returns 0..15)": _unpack_with(sign="none"),
         "nibble order swapped (high nibble first)": _unpack_with(order="high first"),

@@ -92,6 +92,7 @@ register(Exercise(
           "pair (lo, hi), lo first."),
     notebook=NOTEBOOK,
     seed=401,
+    forbidden=("qlearn.observers.percentile_range", "qlearn.observers.PercentileObserver",),
     compare=_compare_close,
     wrong_answers={
         "p and 100 - p swapped": _both(lambda v, p: (np.percentile(v, p), np.percentile(v, 100 - p))),
@@ -225,6 +226,8 @@ register(Exercise(
           "Return the T (not its index, not its error) with the smallest error: candidates[np.argmin(errors)]."),
     notebook=NOTEBOOK,
     seed=402,
+    forbidden=("qlearn.observers.mse_clip_search", "qlearn.observers.MSEObserver",),
+    allowed=("qlearn.qparams.qrange", "qlearn.qparams.calc_qparams", "qlearn.affine.fake_quantize",),
     wrong_answers={
         "searches only the max side: range [min(x), T] when symmetric is asked": _mse_wrong(
             range_of=lambda x, t: (x.min(), t)),
@@ -322,6 +325,11 @@ register(Exercise(
           "batch, so a small c forgets slowly."),
     notebook=NOTEBOOK,
     seed=403,
+    forbidden=(
+        "qlearn.observers.moving_average_update", "qlearn.observers.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
+        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
+    ),
     compare=_compare_close,
     wrong_answers={
         "c applied to the wrong term: c * old + (1 - c) * new": _ema_wrong("wrong term"),

@@ -121,6 +121,10 @@ register(Exercise(
           "accumulator wraps once a sum passes 32767: 576 products of up to 255 * 128 need 25 bits."),
     notebook=NOTEBOOK,
     seed=501,
+    forbidden=(
+        "qlearn.intops.int_matmul", "qlearn.intops.quantized_linear", "qlearn.intops.quantized_conv2d",
+        "torch._int_mm",
+    ),
     wrong_answers=_INT_MATMUL_WRONG,
 ))
 
@@ -189,6 +193,7 @@ register(Exercise(
           "the check verifies M ~= M0 * 2**-(31 + shift) with 2**30 <= M0 < 2**31."),
     notebook=NOTEBOOK,
     seed=502,
+    forbidden=("qlearn.intops.quantize_multiplier",),
     wrong_answers={
         "M0 scaled by 2**32: outside [2**30, 2**31), does not fit an int32": _multiplier_wrong(scale_bits=32),
         "M0 scaled by 2**30: in [2**29, 2**30), one bit of precision lost": _multiplier_wrong(scale_bits=30),
@@ -305,6 +310,11 @@ register(Exercise(
           "wraps 300 to 44)."),
     notebook=NOTEBOOK,
     seed=503,
+    forbidden=(
+        "qlearn.intops.requantize", "qlearn.intops.multiply_by_quantized_multiplier",
+        "qlearn.intops.saturating_rounding_doubling_high_mul", "qlearn.intops.rounding_divide_by_pot",
+        "qlearn.intops.quantized_linear", "qlearn.intops.quantized_conv2d",
+    ),
     wrong_answers={
         "truncates the shift (>> floors) instead of rounding": _requantize_wrong(rounding="floor"),
         "rounds toward zero instead of to nearest": _requantize_wrong(rounding="trunc"),

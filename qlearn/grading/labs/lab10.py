@@ -32,7 +32,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qlearn.grading.compare import compare_values, format_value
+from qlearn.grading.compare import compare_values, format_value, tie_note
+from qlearn.grading.delegation import fixture
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import register
 
@@ -143,6 +144,11 @@ register(Exercise(
           "+ beta, with bias = 0 when it is None. Return (weight', bias')."),
     notebook=NOTEBOOK,
     seed=1001,
+    forbidden=(
+        "torch.nn.utils.fusion.fuse_conv_bn_weights", "torch.nn.utils.fusion.fuse_linear_bn_weights",
+        "torch.nn.utils.fusion.fuse_conv_bn_eval", "torch.nn.utils.fusion.fuse_linear_bn_eval",
+        "torch.ao.quantization.fuse_modules", "qlearn.bridge.export.fused_copy",
+    ),
     rtol=1e-5,
     atol=1e-6,
     wrong_answers={
@@ -160,6 +166,7 @@ register(Exercise(
 
 # --- 10.2 -------------------------------------------------------------------------------------
 
+@fixture
 class _Generation:
     """How many deep copies away from the check's case an object is (each ``deepcopy`` adds one)."""
 
@@ -170,6 +177,7 @@ class _Generation:
         return _Generation(self.value + 1)
 
 
+@fixture
 class RecordingObserver:
     """A stand-in for an activation observer: a running min/max that also logs every batch it sees.
 
@@ -188,6 +196,7 @@ class RecordingObserver:
         self.max_val = max(self.max_val, float(x.max()))
 
 
+@fixture
 class TinyObservedModel:
     """A stand-in for a prepared model: ``y = x @ W.T + b`` with an observer on its input and output.
 
@@ -226,6 +235,7 @@ class TinyObservedModel:
                f"observers have seen {seen} batches)"
 
 
+@fixture
 class FakeLoader:
     """A small loader: yields ``(images, labels)`` pairs of torch tensors, in order, every time.
 
@@ -302,7 +312,7 @@ def _calibrate_cases(rng: np.random.Generator) -> list[Case]:
 def _compare_calibrated(got, expected) -> str | None:
     if got is None:
         return "returned None: return the model (calibrate changes it in place, then returns it)"
-    if not isinstance(got, TinyObservedModel):
+    if type(got) is not TinyObservedModel:  # exactly the stand-in model: a subclass could fake its logs
         return f"expected the model, got {format_value(got)}"
     if got.generation.value != expected.generation.value:
         return ("calibrated a copy of the model: the observers of the model you were given saw nothing. "
@@ -357,7 +367,9 @@ register(Exercise(
           "A loader shorter than num_batches simply ends the loop. Return the model."),
     notebook=NOTEBOOK,
     seed=1002,
+    forbidden=("qlearn.bridge.ptq.calibrate", "qlearn.bridge.ptq.quantize_ptq", "qlearn.bridge.export._run",),
     compare=_compare_calibrated,
+    plain_result=False,  # the answer is the model itself: _compare_calibrated checks its exact type
     wrong_answers={
         "forgets model.eval()": _calibrate_wrong(eval_mode=False),
         "records gradients (no torch.no_grad())": _calibrate_wrong(no_grad=False),
@@ -463,6 +475,11 @@ def _half_away(v):
     return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
+def _explain_code(case: Case, got, expected) -> str | None:
+    """When the first wrong code sits on a tie, show ``w / scale`` there (the feedback's note)."""
+    return tie_note(case.args[0], case.args[1], got, expected, name="w")
+
+
 register(Exercise(
     id="10.3",
     title="The int8 code of a weight, as the kernel computes it",
@@ -475,6 +492,13 @@ register(Exercise(
           "are still floats, then cast to np.int8. Broadcasting handles one scale per channel."),
     notebook=NOTEBOOK,
     seed=1003,
+    forbidden=(
+        "qlearn.affine.quantize", "qlearn.affine.fake_quantize", "qlearn.group.quantize_per_group",
+        "qlearn.group.fake_quantize_per_group", "qlearn.affine._codes", "qlearn.affine._per_tensor_blocked",
+        "torch.quantize_per_tensor",
+        "torch.quantize_per_channel", "torch.fake_quantize_per_tensor_affine",
+        "torch.fake_quantize_per_channel_affine",
+    ),
     wrong_answers={
         "divides by the scale (w / scale), unlike the kernel": _code_wrong(op="division"),
         "rounds half away from zero": _code_wrong(rnd=_half_away),
@@ -485,6 +509,7 @@ register(Exercise(
         "zero-point subtracted": _code_wrong(zp_sign=-1),
         "uint8 range [0, 255]": _code_wrong(clamp=(0, 255)),
     },
+    explain=_explain_code,
 ))
 
 
@@ -555,6 +580,7 @@ register(Exercise(
           "tensor on its own: -(-bits // 8) or math.ceil(bits / 8). Add them up and return a Python int."),
     notebook=NOTEBOOK,
     seed=1004,
+    forbidden=("qlearn.metrics.model_size_bytes", "qlearn.bridge.ptq.model_size_bytes_on_disk",),
     wrong_answers={
         "counts bits, not bytes": _size_wrong(lambda d, n: n * DTYPE_BITS[d]),
         "4 bytes for every value": _size_wrong(lambda d, n: 4 * n),
