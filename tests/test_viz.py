@@ -419,6 +419,39 @@ def test_sparsity_explorer_shows_errors_in_the_readout(rng):
 # ---- dependency direction ------------------------------------------------------------------------
 
 
+def test_explorer_labels_are_never_cut_off(laplace, rng):
+    """ipywidgets gives a description an 80 px column and a toggle button a fixed width, and cuts a
+    longer text with an ellipsis: a button 90 px wide showed "asymme…" (in Chromium, "asymmetric"
+    needs 97 px). Every label of every explorer must take the width of its text instead."""
+    import ipywidgets as widgets
+
+    from qlearn.viz.widgets import FigureExplorer
+
+    class Custom(FigureExplorer):  # an explorer made in a notebook (labs 03 and 10) gets the same
+        def _refresh(self):
+            self.readout.value = "ok"
+
+    custom = Custom({"granularity": widgets.ToggleButtons(options=["per-tensor", "per-channel"],
+                                                          style={"button_width": "60px"}),
+                     "layer": widgets.Dropdown(options=["layer3.1.downsample.0"], description="layer"),
+                     "ieee": widgets.Checkbox(description="a long description of a checkbox")},
+                    Figure())
+    explorers = [quantization_explorer(laplace), format_explorer(), sparsity_explorer(rng.normal(size=(8, 8))),
+                 custom]
+    toggles = 0
+    for explorer in explorers:
+        for name, control in explorer.controls.items():
+            where = f"{type(explorer).__name__}.controls[{name!r}]"
+            if control.description and not isinstance(control, widgets.Checkbox):
+                assert control.style.description_width == "initial", where
+            if isinstance(control, widgets.ToggleButtons):
+                toggles += 1
+                assert control.style.button_width == "auto", where
+            if isinstance(control, widgets.Checkbox):
+                assert control.indent is False and control.layout.width == "auto", where
+    assert toggles == 3  # asymmetric/symmetric, the pruning methods, and the custom one
+
+
 def test_numpy_core_imports_no_plotting_or_widgets():
     code = (
         "import sys, qlearn\n"

@@ -17,6 +17,23 @@ cleared, metadata is cleaned (:func:`qlearn.grading.clean.clean_notebook`) and t
 deterministically, so building twice gives no diff. Lines between ``### BEGIN HIDDEN TESTS`` and
 ``### END HIDDEN TESTS`` are removed, markers included.
 
+**Prose for solution readers only** ("You are reading the solution notebook ...") is marked so that
+it never reaches the student version, in one of two ways:
+
+- a whole cell (markdown or code) with the cell tag ``solution-only`` is left out of the student
+  version. A code cell so tagged must be one that no later cell needs;
+- inside a markdown cell, the lines between ``<!-- BEGIN SOLUTION ONLY -->`` and
+  ``<!-- END SOLUTION ONLY -->`` (each marker a line of its own) are removed, markers included.
+  The markers are HTML comments, so the solution notebook renders without them::
+
+      In **your version** the body is a single line: ``raise NotImplementedError(...)``.
+      <!-- BEGIN SOLUTION ONLY -->
+      You are reading the **solution notebook**: try each exercise in your version first.
+      <!-- END SOLUTION ONLY -->
+
+  A markdown cell left empty by the removal is left out too. Write the text around a marked span
+  so that it reads well with and without the span (put the span in a paragraph of its own).
+
 Rules, checked with a clear error:
 
 - **Every solution region lives inside a function body.** A student version must run from top to
@@ -42,14 +59,18 @@ from qlearn.grading.clean import clean_notebook, dumps_notebook, notebook_lab, r
 from qlearn.grading.exercise import normalize_id
 from qlearn.grading.registry import exercises_for_lab
 
-__all__ = ["SolutionRegion", "StudentVersionError", "build_student_notebook", "exercise_headings", "main",
-           "solution_regions", "stub_line"]
+__all__ = ["SOLUTION_ONLY_TAG", "SolutionOnlyProse", "SolutionRegion", "StudentVersionError",
+           "build_student_notebook", "exercise_headings", "main", "solution_only_prose", "solution_regions",
+           "stub_line"]
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$")
 _END = re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$")
 _BEGIN_HIDDEN = re.compile(r"^[ \t]*#+[ \t]*BEGIN HIDDEN TESTS[ \t]*$")
 _END_HIDDEN = re.compile(r"^[ \t]*#+[ \t]*END HIDDEN TESTS[ \t]*$")
 _MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+SOLUTION_ONLY_TAG = "solution-only"  # a cell with this tag is left out of the student version
+_BEGIN_PROSE = re.compile(r"^[ \t]*<!--[ \t]*BEGIN SOLUTION ONLY[ \t]*-->[ \t]*$")
+_END_PROSE = re.compile(r"^[ \t]*<!--[ \t]*END SOLUTION ONLY[ \t]*-->[ \t]*$")
 # "### Exercise 02.3 (2 pts): Quantize a tensor" -> id, points, title (the points and title are optional)
 _HEADING = re.compile(
     r"^#{1,6}[ \t]*Exercise[ \t]+(\d{1,2}\.\d+)\b(?:[ \t]*\((\d+)[ \t]*pts?\))?[ \t]*:?[ \t]*(.*)$",
@@ -72,6 +93,21 @@ class SolutionRegion:
     exercise_id: str
     function: str
     lines: tuple[str, ...]  # the solution itself, markers excluded
+
+
+@dataclass(frozen=True)
+class SolutionOnlyProse:
+    """Text for solution readers only: a ``solution-only`` cell, or a marked span of a markdown cell.
+
+    ``start`` and ``end`` are the first and last line (0-based, inclusive, markers included; the
+    whole cell for a tagged cell); ``lines`` is the text itself, markers excluded.
+    """
+
+    cell: int
+    start: int
+    end: int
+    tagged: bool
+    lines: tuple[str, ...]
 
 
 def stub_line(indent: str, exercise_id: str) -> str:
@@ -211,13 +247,74 @@ def solution_regions(nb: Any, name: str = "notebook") -> list[SolutionRegion]:
     return regions
 
 
+def _is_solution_only(cell: Any) -> bool:
+    return SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def solution_only_prose(nb: Any, name: str = "notebook") -> list[SolutionOnlyProse]:
+    """Every ``solution-only`` cell and every marked span of a markdown cell, in notebook order.
+
+    >>> from nbformat.v4 import new_markdown_cell, new_notebook
+    >>> nb = new_notebook(cells=[new_markdown_cell(
+    ...     "Shared text.\\n<!-- BEGIN SOLUTION ONLY -->\\nThis is the solution notebook.\\n<!-- END SOLUTION ONLY -->")])
+    >>> [(p.cell, p.start, p.end, p.lines) for p in solution_only_prose(nb)]
+    [(0, 1, 3, ('This is the solution notebook.',))]
+    """
+    found = []
+    for index, cell in enumerate(nb.cells):
+        lines = cell.source.split("\n")
+        if _is_solution_only(cell):
+            found.append(SolutionOnlyProse(index, 0, len(lines) - 1, True, tuple(lines)))
+            continue
+        if cell.cell_type != "markdown":
+            continue
+        where = lambda line, i=index: _where(name, i, line)  # noqa: E731
+        for i, line in enumerate(lines):
+            if "SOLUTION ONLY" in line and not (_BEGIN_PROSE.match(line) or _END_PROSE.match(line)):
+                raise StudentVersionError(
+                    f"{where(i)}: a solution-only marker must be a line of its own, "
+                    f"'<!-- BEGIN SOLUTION ONLY -->' or '<!-- END SOLUTION ONLY -->'; got {line.strip()!r}"
+                )
+        spans = _marker_spans(lines, _BEGIN_PROSE, _END_PROSE, "SOLUTION ONLY", where)
+        found.extend(SolutionOnlyProse(index, start, end, False, tuple(lines[start + 1:end]))
+                     for start, end in spans)
+    return found
+
+
+def _without_solution_only_prose(nb: Any, name: str) -> Any:
+    """``nb`` (changed in place) without its ``solution-only`` cells and marked markdown spans."""
+    prose: dict[int, list[SolutionOnlyProse]] = {}
+    for item in solution_only_prose(nb, name):
+        prose.setdefault(item.cell, []).append(item)
+    kept = []
+    for index, cell in enumerate(nb.cells):
+        if _is_solution_only(cell):
+            continue
+        if index in prose:
+            lines = cell.source.split("\n")
+            for item in reversed(prose[index]):
+                del lines[item.start:item.end + 1]
+                if 0 < item.start < len(lines) and not lines[item.start - 1].strip() \
+                        and not lines[item.start].strip():
+                    del lines[item.start]  # one blank line between the paragraphs around the span, not two
+            while lines and not lines[-1].strip():  # no trailing blank lines where a span ended the cell
+                lines.pop()
+            if not any(line.strip() for line in lines):
+                continue
+            cell.source = "\n".join(lines)
+        kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
 def build_student_notebook(nb: Any, name: str = "notebook") -> Any:
     """Return the student version of the solution notebook ``nb`` (``nb`` itself is not changed).
 
     ``name`` (the file name, such as ``"02_affine_quantization.ipynb"``) is used in error messages
-    and gives the lab when the notebook metadata has no ``{"qlearn": {"lab": ...}}``.
+    and gives the lab when the notebook metadata has no ``{"qlearn": {"lab": ...}}``. Solution-only
+    cells and marked markdown spans are left out (see the module docstring).
     """
-    student = clean_notebook(nb)
+    student = _without_solution_only_prose(clean_notebook(nb), name)
     regions: dict[int, list[SolutionRegion]] = {}
     for region in solution_regions(student, name):
         regions.setdefault(region.cell, []).append(region)
@@ -256,9 +353,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 if a committed student version is out of date")
     parser.add_argument("--notebooks", type=Path, default=None, metavar="DIR",
                         help="the folder of solution notebooks (default: ./notebooks)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="where the student versions go (default: the notebooks folder's student/); "
+                             "use a scratch folder to look at a student version without touching the course")
     args = parser.parse_args(argv)
     folder = args.notebooks or _default_folder()
-    out_folder = folder / "student"
+    out_folder = args.out or folder / "student"
     sources = sorted(folder.glob("*.ipynb"))
     if not sources:
         print(f"no notebooks found in {folder}", file=sys.stderr)

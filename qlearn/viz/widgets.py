@@ -17,6 +17,11 @@ plus the inline backend's ``bbox_inches="tight"`` pass on every update: about 7 
 see ``bench/bench_widgets.py``.) The quantization explorer redraws only what changed ("blitting"): the
 histogram of ``x`` is computed once and its axes are drawn once into a saved background.
 
+Labels are never cut off. ipywidgets gives a description an 80 px column and a toggle button a
+fixed width, and cuts a longer text to "asymme…". Every control here is made by ``_fit``: its
+description column fits its text (``description_width="initial"``), each toggle button is as wide
+as its label (``button_width="auto"``), and a checkbox's description is not indented.
+
 A notebook saved with its outputs keeps a static picture: the widget's display data carries the
 current figure as ``image/png`` next to the live widget. GitHub, nbviewer and nbconvert (which
 cannot run widgets) show the picture, and so does JupyterLab for a notebook it does not trust yet
@@ -66,15 +71,15 @@ class FigureExplorer(widgets.VBox):
     """
 
     def __init__(self, controls: dict[str, widgets.Widget], figure: Figure) -> None:
-        self.controls = controls
+        self.controls = {name: _fit(control) for name, control in controls.items()}
         self.figure = figure
         self.canvas = FigureCanvasAgg(figure)
         self.readout = widgets.HTML()
         self.image = widgets.Image(format="png")
         self._syncing = False
-        row = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        row = widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
         super().__init__([row, self.readout, self.image])
-        for control in controls.values():
+        for control in self.controls.values():
             control.observe(self._on_change, names="value")
 
     def update(self, **params) -> FigureExplorer:
@@ -152,6 +157,25 @@ class FigureExplorer(widgets.VBox):
         return data
 
 
+def _fit(control: widgets.Widget) -> widgets.Widget:
+    """``control`` with its labels as wide as their text, so that no browser cuts them to "asymme…".
+
+    >>> _fit(widgets.ToggleButtons(options=["asymmetric", "symmetric"])).style.button_width
+    'auto'
+    >>> _fit(widgets.Checkbox(description="top exponent = inf/NaN (IEEE)")).indent
+    False
+    """
+    style = getattr(control, "style", None)  # a widget without a description has no style to fit
+    if style is not None and "description_width" in style.keys:
+        style.description_width = "initial"
+    if isinstance(control, widgets.ToggleButtons):
+        control.style.button_width = "auto"
+    if isinstance(control, widgets.Checkbox):
+        control.indent = False
+        control.layout.width = "auto"
+    return control
+
+
 def _short(value: object) -> str:
     """``repr`` with floats to 4 significant digits: a short, stable text for the notebook."""
     if isinstance(value, float):
@@ -179,8 +203,7 @@ class QuantizationExplorer(FigureExplorer):
             lo, hi = lo - 1.0, hi + 1.0
         controls = {
             "bits": widgets.IntSlider(value=8, min=1, max=8, description="bits", continuous_update=False),
-            "symmetric": widgets.ToggleButtons(options=[("asymmetric", False), ("symmetric", True)],
-                                               value=False, style={"button_width": "90px"}),
+            "symmetric": widgets.ToggleButtons(options=[("asymmetric", False), ("symmetric", True)], value=False),
             "clip": widgets.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 1000,
                                              description="clip", readout_format=".3g",
                                              continuous_update=False, layout=widgets.Layout(width="420px")),
