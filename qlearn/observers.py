@@ -13,8 +13,9 @@ The observers differ only in how they choose the range:
 - ``MSEObserver``: the range ``f * [min, max]`` that minimizes the mean squared error between
   ``x`` and ``fake_quantize(x)``.
 - ``EntropyObserver``: the threshold that minimizes the KL divergence between the histogram of
-  ``|x|`` and its quantized version (TensorRT's entropy calibration). Per-tensor only; the others
-  also work per channel (``axis=k``: one range per slice along axis ``k``).
+  ``|x|`` and its quantized version (TensorRT's entropy calibration; ``damp_zero_bin=True`` first
+  damps the spike of exact zeros, ``bins[0] = bins[1]``, as NVIDIA's calibrator does). Per-tensor
+  only; the others also work per channel (``axis=k``: one range per slice along axis ``k``).
 
 Clipping trades two errors: a narrower range gives a finer step (less rounding error) but
 saturates the outliers (clipping error). Min-max never clips, so one outlier can waste most of
@@ -206,13 +207,23 @@ def _kl_divergence(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
     return float(np.sum(p * np.log(p / q)))
 
 
-def kl_threshold(hist, bin_edges, num_quant_bins: int) -> KLThresholdResult:
+def kl_threshold(hist, bin_edges, num_quant_bins: int, *,
+                 damp_zero_bin: bool = False) -> KLThresholdResult:
     """Entropy calibration (TensorRT): the threshold whose quantized histogram loses least information.
 
     ``hist`` counts the magnitudes ``|x|`` in the bins ``bin_edges`` (as from ``np.histogram``, the
     first edge at 0); ``num_quant_bins`` is the number of quantization levels that cover
-    ``[0, threshold]`` (128 for signed int8). For each candidate ``i = num_quant_bins .. len(hist)``,
-    i.e. the threshold ``T_i = bin_edges[i]``:
+    ``[0, threshold]`` (128 for signed int8).
+
+    ``damp_zero_bin=True`` first replaces the count of the first bin (the one holding the exact
+    zeros) by the second bin's, ``hist[0] = hist[1]``, as NVIDIA's entropy calibrator does
+    (``bins[0] = bins[1]`` in ``pytorch_quantization.calib.histogram``). After a ReLU half of the
+    values can be exact zeros; undamped, that spike dominates ``P`` and the search judges every
+    candidate by how well ``Q`` keeps the spike. Zero is exactly representable whatever the
+    threshold, so damping it loses nothing the quantizer could have kept.
+
+    Then, for each candidate ``i = num_quant_bins .. len(hist)``, i.e. the threshold
+    ``T_i = bin_edges[i]``:
 
     1. reference ``P``: the first ``i`` bins, with every count beyond ``T_i`` (the values that
        would be clipped) added to bin ``i - 1``;
@@ -235,6 +246,15 @@ def kl_threshold(hist, bin_edges, num_quant_bins: int) -> KLThresholdResult:
     >>> result = kl_threshold(hist, np.arange(9.0), 2)
     >>> float(result.threshold), result.thresholds.tolist()
     (4.0, [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+
+    A spike in the first bin (exact zeros) pulls the threshold down to the smallest candidate;
+    damping it (``hist[0] = hist[1]``) lets the rest of the histogram decide:
+
+    >>> spike = np.array([90, 2, 2, 2, 2, 2, 2, 1])
+    >>> float(kl_threshold(spike, np.arange(9.0), 4, damp_zero_bin=False).threshold)
+    4.0
+    >>> float(kl_threshold(spike, np.arange(9.0), 4, damp_zero_bin=True).threshold)
+    8.0
     """
     as_float32(hist, "hist")  # rejects non-numbers, NaN and inf with a clear message
     hist = np.asarray(hist, dtype=np.float64)  # float64: exact for counts up to 2**53
@@ -244,6 +264,14 @@ def kl_threshold(hist, bin_edges, num_quant_bins: int) -> KLThresholdResult:
         raise ValueError(f"hist holds counts and must be non-negative, got minimum {hist.min()}")
     if hist.sum() == 0:
         raise ValueError("hist is all zeros: there is no data to calibrate on")
+    if _check_bool(damp_zero_bin, "damp_zero_bin") and hist.size > 1:
+        hist = hist.copy()
+        hist[0] = hist[1]  # NVIDIA's calibrator: damp the spike of exact zeros
+        if hist.sum() == 0:
+            raise ValueError(
+                "hist holds counts only in its first bin, so damp_zero_bin=True leaves nothing to "
+                "calibrate on; use damp_zero_bin=False (or a histogram whose range fits the data)"
+            )
     edges = as_float32(bin_edges, "bin_edges")
     if edges.shape != (hist.size + 1,):
         raise ValueError(
@@ -530,6 +558,11 @@ class EntropyObserver(_ValueObserver):
        ``kl_threshold`` for how ``P`` and ``Q`` are built and smoothed).
     3. ``min_val = max(min(x), -T)`` and ``max_val = min(max(x), T)``.
 
+    ``damp_zero_bin=True`` sets the count of the histogram's first bin (the exact zeros after a
+    ReLU) to the second bin's before the search, as NVIDIA's calibrator does (see
+    ``kl_threshold``); with ``False`` (the default) the spike of zeros stays in ``P`` and, where
+    it holds a large share of the values, drags the threshold down to the smallest candidate.
+
     ``levels`` is the number of codes covering ``[0, T]``: ``qmax - qmin + 1`` when the data is
     non-negative and ``symmetric=False`` (for example after a ReLU: the whole range is
     ``[0, T]``), and ``(qmax - qmin + 1) // 2`` otherwise (half the codes for each sign). The
@@ -545,11 +578,25 @@ class EntropyObserver(_ValueObserver):
     >>> _ = obs(np.append(x, 30.0))                                 # and one outlier at 30
     >>> round(float(obs.min_val), 2), round(float(obs.max_val), 2)  # keeps the bulk, clips the outlier
     (-9.21, 9.21)
+
+    After a ReLU (half the values exact zeros), the undamped spike sets the smallest threshold the
+    search allows, ``levels / bins * max|x|`` = 256 / 2048 * 30 = 3.75; damped, the bulk decides:
+
+    >>> relu = np.concatenate([np.zeros(10001), np.abs(x), [30.0]])
+    >>> obs = EntropyObserver(qmin=0, qmax=255, damp_zero_bin=False)
+    >>> _ = obs(relu)
+    >>> round(float(obs.max_val), 2)
+    3.75
+    >>> obs = EntropyObserver(qmin=0, qmax=255, damp_zero_bin=True)
+    >>> _ = obs(relu)
+    >>> round(float(obs.max_val), 2)
+    9.21
     """
 
     def __init__(self, bins: int = 2048, qmin: int = -128, qmax: int = 127,
-                 symmetric: bool = False) -> None:
+                 symmetric: bool = False, damp_zero_bin: bool = False) -> None:
         self.bins = check_int(bins, "bins")
+        self.damp_zero_bin = _check_bool(damp_zero_bin, "damp_zero_bin")
         super().__init__(qmin, qmax, symmetric, None)
         if self.bins < self.qmax - self.qmin + 1:
             raise ValueError(
@@ -573,7 +620,7 @@ class EntropyObserver(_ValueObserver):
             raise ValueError("all values seen are 0: there is no threshold to search")
         hist, edges = self.histogram()
         levels = self._levels(nonnegative=bool(v.min() >= 0))
-        return kl_threshold(hist, edges, levels)
+        return kl_threshold(hist, edges, levels, damp_zero_bin=self.damp_zero_bin)
 
     def _choose_range(self, v: np.ndarray):
         lo, hi = v.min(), v.max()
@@ -583,4 +630,4 @@ class EntropyObserver(_ValueObserver):
         return np.maximum(lo, -t), np.minimum(hi, t)
 
     def _extra_repr(self) -> str:
-        return f"bins={self.bins}"
+        return f"bins={self.bins}, damp_zero_bin={self.damp_zero_bin}"

@@ -200,6 +200,53 @@ def test_kl_threshold_matches_a_loop_reference(rng):
     np.testing.assert_array_equal(res.thresholds, edges[8:].astype(np.float32))
 
 
+def test_kl_threshold_damped_zero_bin_golden_by_hand():
+    # hist [6, 1, 1], 2 levels. Undamped: i=2: P = [6, 2] -> [.75, .25], Q = [6, 1] -> [6/7, 1/7];
+    #   i=3: P = [6, 1, 1] / 8, levels [0, 0, 1] with sums [7, 1]: Q = [3.5, 3.5, 1] / 8.
+    # Damped (hist[0] = hist[1] = 1): hist [1, 1, 1]; i=2: P = [1, 2] / 3, Q = [1, 1] / 2;
+    #   i=3: P = Q = [1, 1, 1] / 3, KL = 0.
+    hist, edges = np.array([6, 1, 1]), np.array([0.0, 1.0, 2.0, 3.0])
+    plain = kl_threshold(hist, edges, 2)
+    want = [0.75 * math.log(0.75 * 7 / 6) + 0.25 * math.log(0.25 * 7),
+            0.75 * math.log(6 / 3.5) + 0.125 * math.log(1 / 3.5)]
+    np.testing.assert_allclose(plain.divergences, want, rtol=1e-12)
+    assert plain.threshold == np.float32(2.0)
+    damped = kl_threshold(hist, edges, 2, damp_zero_bin=True)
+    want = [math.log(2 / 3) / 3 + 2 / 3 * math.log(4 / 3), 0.0]
+    np.testing.assert_allclose(damped.divergences, want, rtol=1e-12, atol=1e-15)
+    assert damped.threshold == np.float32(3.0)
+    np.testing.assert_array_equal(hist, [6, 1, 1])  # the caller's histogram is not modified
+
+
+def test_kl_threshold_damped_matches_the_loop_reference_on_relu_data(rng):
+    x = np.abs(rng.laplace(size=3000))
+    x[:1800] = 0.0  # 60% exact zeros, as after a ReLU
+    x[1800:1803] = [15.0, 17.0, 30.0]
+    hist, edges = np.histogram(x, bins=64, range=(0.0, x.max()))
+    damped_hist = hist.copy()
+    damped_hist[0] = hist[1]
+    res = kl_threshold(hist, edges, 8, damp_zero_bin=True)
+    want = [reference_divergence(damped_hist, i, 8) for i in range(8, 65)]
+    np.testing.assert_allclose(res.divergences, want, rtol=1e-9)
+    undamped = kl_threshold(hist, edges, 8, damp_zero_bin=False)
+    assert undamped.threshold == undamped.thresholds[0]  # the spike pins the smallest candidate
+    assert res.threshold > 1.5 * undamped.threshold
+
+
+def test_kl_threshold_damping_changes_nothing_without_a_spike():
+    hist = np.array([3, 3, 2, 1, 1, 0, 0, 1])
+    a = kl_threshold(hist, np.arange(9.0), 2, damp_zero_bin=True)
+    b = kl_threshold(hist, np.arange(9.0), 2)
+    assert a.divergences.tolist() == b.divergences.tolist() and a.threshold == b.threshold
+
+
+def test_kl_threshold_damping_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="damp_zero_bin must be True or False"):
+        kl_threshold(np.ones(4), np.arange(5.0), 2, damp_zero_bin=1)
+    with pytest.raises(ValueError, match="only in its first bin"):
+        kl_threshold(np.array([5, 0, 0, 0]), np.arange(5.0), 2, damp_zero_bin=True)
+
+
 def test_kl_threshold_rejects_bad_arguments():
     with pytest.raises(ValueError, match="all zeros"):
         kl_threshold(np.zeros(4), np.arange(5.0), 2)
@@ -308,6 +355,30 @@ def test_entropy_observer_levels_for_non_negative_data(rng):
     sym(x)
     assert sym.search().thresholds[0] == sym.histogram()[1][128]  # half of them
     assert asym.min_val >= 0
+
+
+@pytest.mark.parametrize("zeros", [0.7, 0.8])
+def test_entropy_observer_damp_zero_bin_on_relu_data(rng, zeros):
+    x = np.abs(rng.laplace(size=20_000)).astype(np.float32)  # max about 10
+    x[: int(zeros * x.size)] = 0.0  # a ReLU's spike of exact zeros
+    plain, damped = (EntropyObserver(2048, 0, 255, damp_zero_bin=d) for d in (False, True))
+    plain(x)
+    damped(x)
+    assert "damp_zero_bin=True" in repr(damped) and "damp_zero_bin=False" in repr(plain)
+    hist, edges = damped.histogram()
+    res = kl_threshold(hist, edges, 256, damp_zero_bin=True)
+    assert damped.search().threshold == res.threshold and damped.max_val == res.threshold
+    # undamped, the spike pins the smallest threshold the search allows: 256 / 2048 of max|x|,
+    # which clips several percent of the non-zero values; damped, the search keeps nearly all
+    assert plain.max_val == plain.search().thresholds[0] == edges[256]
+    assert np.mean(x[x > 0] > damped.max_val) < 0.005 and np.mean(x[x > 0] > plain.max_val) > 0.1
+    assert damped.min_val == plain.min_val == 0.0
+
+
+def test_entropy_observer_damp_zero_bin_is_a_bool():
+    with pytest.raises(TypeError, match="damp_zero_bin must be True or False"):
+        EntropyObserver(damp_zero_bin="yes")
+    assert EntropyObserver().damp_zero_bin is False
 
 
 def test_entropy_observer_all_zero_and_constant_data():
