@@ -88,8 +88,16 @@ def setup() -> Path:
     return python
 
 
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with the venv's scripts first on PATH (nbgrader runs ``alembic``
+    from PATH), plus ``extra``."""
+    scripts = venv_python(venv_dir()).parent
+    return {**os.environ, "PATH": os.pathsep.join([str(scripts), os.environ.get("PATH", "")]), **(extra or {})}
+
+
 def lab(python: Path, extra: list[str]) -> int:
-    return run([str(python), "-m", "jupyter", "lab", "--notebook-dir", str(ROOT / "notebooks"), *extra])
+    return run([str(python), "-m", "jupyter", "lab", "--notebook-dir", str(ROOT / "notebooks"), *extra],
+               env=venv_env())
 
 
 def _count(report: Path) -> tuple[int, int, int]:
@@ -182,7 +190,7 @@ def run_stages(python: Path, stages: list, extra: list[str]) -> int:
         report.unlink(missing_ok=True)
         stage_started = time.perf_counter()
         code = run([str(python), "-m", "pytest", "-q", f"--junitxml={report}", *args, *extra],
-                   env={**os.environ, **base_env, **env})
+                   env=venv_env({**base_env, **env}))
         counts = _count(report)
         for k, n in enumerate(counts):
             totals[k] += n

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import html
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -363,12 +364,19 @@ def evaluate(exercise: Exercise, fn: Callable[..., Any], *, seed: int | None = N
     return "passed", f"Exercise {exercise.id} passed: {exercise.points}/{exercise.points} points ({len(cases)} cases)"
 
 
+def _nbgrader_running() -> bool:
+    """True while nbgrader autogrades or validates the notebook: it sets ``NBGRADER_EXECUTION``."""
+    return os.environ.get("NBGRADER_EXECUTION") in ("autograde", "validate")
+
+
 def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> CheckResult:
     """Check the learner's ``fn`` on every case of an exercise and print the feedback.
 
     ``NotImplementedError`` counts as "not done yet"; any other exception is reported with its
     type, message and the case that raised it. A call to the library's implementation of the
-    exercise, or into ``qlearn.grading``, is "delegated". Points are all or nothing.
+    exercise, or into ``qlearn.grading``, is "delegated". Points are all or nothing. While nbgrader
+    autogrades or validates a notebook (``NBGRADER_EXECUTION``), a graded check that does not pass
+    also raises ``AssertionError``: that is how nbgrader withholds a test cell's points.
 
     >>> result = check("00.2", lambda qmin, qmax: qmax - qmin + 1)
     Exercise 00.2 passed: 1/1 points (10 cases)
@@ -384,7 +392,7 @@ def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> 
     passed = status == "passed"
     if verbose:
         _show(status, message)
-    return CheckResult(
+    result = CheckResult(
         exercise_id=exercise.id,
         passed=passed,
         points=exercise.points if passed else 0,
@@ -394,6 +402,15 @@ def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> 
         status=status,
         shown=verbose,
     )
+    # nbgrader awards a test cell's points unless the cell raises. Only the graded call raises:
+    # the object bound to the exercise's function name where check() was called (a locked check
+    # cell always passes that one). Demos that check another function on purpose, and
+    # implementation() (verbose=False), never raise, so the rest of the lab keeps working.
+    if verbose and not passed and _nbgrader_running():
+        caller = sys._getframe(1).f_globals
+        if fn is caller.get(exercise.function):
+            raise AssertionError(message.split("\n", 1)[0])
+    return result
 
 
 def reference(exercise_id: str) -> Callable[..., Any]:
