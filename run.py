@@ -5,7 +5,8 @@
     python3 run.py test          set up .venv (first time only), then run the whole test suite
     python3 run.py portability   the solution notebooks again, outputs compared, with the float
                                  kernels forced onto other instruction sets and one thread
-    python3 run.py engines       every lab on simulated machines with only some quantized engines
+    python3 run.py engines       every lab, outputs compared, on simulated machines with only some
+                                 quantized engines (qnnpack only; x86 and fbgemm only)
     python3 run.py ci            test + portability + engines (what .ci/run runs)
 
 Arguments after the command go to pytest (``python3 run.py test -x``).
@@ -157,9 +158,12 @@ def portability_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
 
 
 def engine_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
-    """Every solution notebook on simulated machines that lack some quantized engines."""
+    """Every solution notebook, outputs compared, on simulated machines that lack some quantized
+    engines (``tests/engine_sim/``: a startup file in a temporary IPYTHONDIR patches torch in
+    every kernel). Machine-dependent cells are tagged, so the compared outputs must not change."""
     solutions = _notebooks(ROOT / "notebooks")
-    return [(f"solution notebooks on a simulated machine: {name} (nbval-lax)", ["--nbval-lax", *solutions],
+    return [(f"solution notebooks, outputs compared, on a simulated machine: {name}",
+             ["-p", "engine_sim.plugin", "--nbval", *SANITIZE, *solutions],
              {"QLEARN_SIMULATE_ENGINES": engines})
             for name, engines in ENGINE_SIMULATIONS.items()]
 
@@ -189,8 +193,10 @@ def run_stages(python: Path, stages: list, extra: list[str]) -> int:
         report = reports / f"stage{i}.xml"
         report.unlink(missing_ok=True)
         stage_started = time.perf_counter()
-        code = run([str(python), "-m", "pytest", "-q", f"--junitxml={report}", *args, *extra],
-                   env=venv_env({**base_env, **env}))
+        command = [str(python), "-m", "pytest", "-q", f"--junitxml={report}", *args, *extra]
+        if "QLEARN_SIMULATE_ENGINES" in env:  # tests/engine_sim/run.py sets up the simulated machine
+            command = [str(python), "tests/engine_sim/run.py", env["QLEARN_SIMULATE_ENGINES"], "--", *command]
+        code = run(command, env=venv_env({**base_env, **env}))
         counts = _count(report)
         for k, n in enumerate(counts):
             totals[k] += n

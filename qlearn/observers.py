@@ -43,6 +43,7 @@ from qlearn.affine import fake_quantize
 from qlearn.qparams import calc_qparams
 
 __all__ = [
+    "ClippingErrorParts",
     "EntropyObserver",
     "KLThresholdResult",
     "MSEClipResult",
@@ -50,6 +51,7 @@ __all__ = [
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "PercentileObserver",
+    "clipping_error_parts",
     "kl_threshold",
     "moving_average_update",
     "mse_clip_search",
@@ -176,6 +178,49 @@ def mse_clip_search(x, qmin: int, qmax: int, num_candidates: int = 100,
         errors[k] = np.mean(np.square(x64 - x_hat))
     f32 = np.float32(fractions[np.argmin(errors)])
     return MSEClipResult(f32 * xmin, f32 * xmax, fractions, errors)
+
+
+class ClippingErrorParts(NamedTuple):
+    """The result of ``clipping_error_parts``: the MSE split into its two parts."""
+
+    rounding: float  #: sum of squared errors of the values inside the grid, divided by ``x.size``
+    clipping: float  #: the same for the values beyond it (they saturate)
+    inside: float    #: fraction of the values inside the grid
+    scale: np.float32  #: the step of the quantizer
+
+
+def clipping_error_parts(x, threshold: float, bits: int) -> ClippingErrorParts:
+    """The MSE of the symmetric ``bits``-bit quantizer with range ``[-threshold, threshold]``, split
+    into its rounding part and its clipping part (lab 04, section 4).
+
+    With signed codes ``[qmin, qmax] = qrange(bits)`` and ``scale, zero_point = calc_qparams(-T, T,
+    qmin, qmax, symmetric=True)``, a value is *inside* when ``(qmin - 1/2) s <= x <= (qmax + 1/2) s``
+    (it is rounded to the nearest level) and *clipped* otherwise (it saturates):
+
+        rounding = sum_{x inside} (x - x_hat)**2 / N,    clipping = sum_{x outside} (x - x_hat)**2 / N
+
+    so that ``rounding + clipping`` is the MSE. The rounding part is about ``s**2 / 12`` times the
+    fraction inside while the step is small next to the spread of the values.
+
+    >>> x = np.array([-1.0, 0.1, 0.5, 3.0], np.float32)
+    >>> parts = clipping_error_parts(x, 1.0, 4)     # s = 1 / 7.5; 3.0 saturates at code 7, 7 s = 0.933
+    >>> round(parts.clipping, 4), round((3.0 - 7 / 7.5) ** 2 / 4, 4), parts.inside
+    (1.0678, 1.0678, 0.75)
+    """
+    bits = check_int(bits, "bits")
+    if not 2 <= bits <= 32:
+        raise ValueError(f"bits must be between 2 and 32 for signed symmetric codes, got {bits}")
+    if not np.isfinite(threshold) or threshold <= 0:
+        raise ValueError(f"threshold must be a positive finite number, got {threshold!r}")
+    x = as_float32(x, "x").reshape(-1)
+    if x.size == 0:
+        raise ValueError("x is empty: an error over no values is undefined")
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    scale, zero_point = calc_qparams(-threshold, threshold, qmin, qmax, symmetric=True)
+    err2 = (x.astype(np.float64) - fake_quantize(x, scale, zero_point, qmin, qmax)) ** 2
+    inside = (x >= (qmin - 0.5) * scale) & (x <= (qmax + 0.5) * scale)
+    return ClippingErrorParts(float(err2[inside].sum() / x.size), float(err2[~inside].sum() / x.size),
+                              float(inside.mean()), scale)
 
 
 class KLThresholdResult(NamedTuple):

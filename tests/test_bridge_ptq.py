@@ -23,10 +23,15 @@ from qlearn.bridge import (
     quantize_ptq,
     quiet_quantization_warnings,
     set_engine,
+    supported_engines,
 )
 from qlearn.bridge.pretrained import CHECKPOINTS, DEFAULT_CHECKPOINT
 
 torch.set_num_threads(2)
+
+# The engine these tests convert for and run on: x86 on a PC, qnnpack on Apple silicon / ARM Linux
+# (tests/test_engines.py covers each engine under simulated machines).
+ENGINE = supported_engines()[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,7 @@ def test_checkpoint_reaches_its_recorded_accuracy(float_accuracy):
 
 def test_per_channel_ptq_stays_within_0p3_points(model, test_loader, calib_loader, float_accuracy):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    qmodel = quantize_ptq(model, calib_loader, engine="x86", per_channel=True, calib_batches=8)
+    qmodel = quantize_ptq(model, calib_loader, engine=ENGINE, per_channel=True, calib_batches=8)
     int8_accuracy = evaluate(qmodel, test_loader)
     assert float_accuracy - int8_accuracy <= 0.003, (float_accuracy, int8_accuracy)
     # The caller's model is untouched: same weights, still float, still unfused, no qconfig.
@@ -70,11 +75,11 @@ def test_per_channel_ptq_stays_within_0p3_points(model, test_loader, calib_loade
 
 def test_torch_int8_weights_equal_qlearn_codes(model, calib_loader):
     """Torch's stored int8 codes of the first conv == qlearn.quantize(fused weights), code for code."""
-    set_engine("x86")
-    prepared = prepare_ptq(model, make_qconfig("x86", per_channel=True))
+    set_engine(ENGINE)
+    prepared = prepare_ptq(model, make_qconfig(ENGINE, per_channel=True))
     calibrate(prepared, calib_loader, 2)
     w = prepared.conv1[0].weight.detach().clone()  # BN already folded in (ConvReLU2d = [conv, relu])
-    observer = make_qconfig("x86", per_channel=True).weight()
+    observer = make_qconfig(ENGINE, per_channel=True).weight()
     observer(w)
     scale, zero_point = observer.calculate_qparams()
     with quiet_quantization_warnings():
@@ -115,8 +120,8 @@ def test_qconfig_choices():
 
 
 def test_set_engine():
-    assert set_engine("x86") == "x86" and torch.backends.quantized.engine == "x86"
-    with pytest.raises(ValueError, match=r"engine must be one of .*'x86'.*got 'fast'"):
+    assert set_engine(ENGINE) == ENGINE and torch.backends.quantized.engine == ENGINE
+    with pytest.raises(ValueError, match=rf"engine must be one of .*'{ENGINE}'.*got 'fast'"):
         set_engine("fast")
 
 
@@ -162,4 +167,5 @@ def test_corrupt_checkpoint_raises_a_clear_error(tmp_path):
 def test_per_tensor_histogram_variant(model, calib_loader):
     qmodel = quantize_ptq(model, calib_loader, per_channel=False, observer="histogram", calib_batches=1)
     assert qmodel.conv1.weight().qscheme() == torch.per_tensor_affine
-    assert qmodel.quant.zero_point.item() in range(0, 128)  # x86: 7-bit activations, [0, 127]
+    quant_max = 127 if ENGINE in ("x86", "fbgemm") else 255  # 7-bit activations on x86/fbgemm
+    assert qmodel.quant.zero_point.item() in range(0, quant_max + 1)

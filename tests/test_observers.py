@@ -543,3 +543,28 @@ def test_per_channel_observer_equals_one_observer_per_channel(name, xs, symmetri
     for c in range(channels):
         assert (obs.min_val[c], obs.max_val[c]) == (singles[c].min_val, singles[c].max_val)
         assert (scale[c], zero_point[c]) == singles[c].calculate_qparams()
+
+
+def test_clipping_error_parts_add_up_to_the_mse_of_the_symmetric_quantizer(rng):
+    from qlearn import calc_qparams, fake_quantize, qrange
+    from qlearn.observers import clipping_error_parts
+
+    x = rng.standard_normal(5000).astype(np.float32)
+    for t, bits in [(0.5, 4), (2.0, 4), (float(np.abs(x).max()), 8)]:
+        parts = clipping_error_parts(x, t, bits)
+        qmin, qmax = qrange(bits)
+        scale, zero_point = calc_qparams(-t, t, qmin, qmax, symmetric=True)
+        mse = np.mean((x.astype(np.float64) - fake_quantize(x, scale, zero_point, qmin, qmax)) ** 2)
+        assert parts.scale == scale
+        assert parts.rounding + parts.clipping == pytest.approx(mse, rel=1e-12)
+        outside = (x < (qmin - 0.5) * scale) | (x > (qmax + 0.5) * scale)  # codes -8..7: not symmetric
+        assert parts.inside == pytest.approx(1 - outside.mean())
+        assert (parts.clipping == 0) == (not outside.any())
+
+
+@pytest.mark.parametrize("threshold, bits", [(0.0, 4), (-1.0, 4), (float("nan"), 4), (1.0, 1)])
+def test_clipping_error_parts_rejects_bad_arguments(threshold, bits):
+    from qlearn.observers import clipping_error_parts
+
+    with pytest.raises(ValueError, match="threshold|bits"):
+        clipping_error_parts(np.ones(3, np.float32), threshold, bits)

@@ -123,13 +123,31 @@ def best_engine() -> str:
     return engines[0]
 
 
+#: Where each engine exists, for the error raised when this machine lacks one.
+_WHERE = {
+    "x86": "only in torch builds for x86 CPUs",
+    "fbgemm": "only in torch builds for x86 CPUs",
+    "onednn": "mainly in torch builds for x86 CPUs",
+    "qnnpack": "in every torch build except Windows ones",
+}
+
+
 def _check_engine(name: object) -> str:
+    """``name`` if this machine has that engine, else a ``ValueError`` that says what it has."""
     supported = supported_engines()
-    if not isinstance(name, str) or name not in supported:
-        raise ValueError(
-            f"engine must be one of {supported} (the engines this build of torch has), got {name!r}; "
-            "best_engine() names the best one"
-        )
+    if isinstance(name, str) and name in supported:
+        return name
+    why = f": it exists {_WHERE[name]}" if isinstance(name, str) and name in _WHERE else ""
+    fix = f"best_engine() (here {supported[0]!r}) names the best one" if supported else "install a standard torch wheel"
+    raise ValueError(
+        f"engine must be one of {supported} (the engines this build of torch has), got {name!r}{why}; {fix}"
+    )
+
+
+def _check_engine_name(name: object) -> str:
+    """``name`` if it is an engine torch knows (``ENGINE_PREFERENCE``), whether or not this machine has it."""
+    if not isinstance(name, str) or name not in ENGINE_PREFERENCE:
+        raise ValueError(f"engine must be one of {list(ENGINE_PREFERENCE)}, got {name!r}")
     return name
 
 
@@ -170,7 +188,9 @@ def select_engine(verbose: bool = True) -> str:
 
 def make_qconfig(engine: str | None = None, per_channel: bool = True, observer: str = "minmax") -> tq.QConfig:
     """The ``QConfig`` for ``engine`` (``None``: the engine currently set): how activations and
-    weights get their scale and zero-point.
+    weights get their scale and zero-point. A qconfig is only numbers, so ``engine`` may be any
+    engine of ``ENGINE_PREFERENCE``, even one this machine lacks (to prepare a model for another
+    machine); converting and running need the engine itself (``set_engine``).
 
     - activations: ``quint8``, per-tensor affine, observed by ``OBSERVERS[observer]``; range
       ``[0, 127]`` on x86/fbgemm (see the module docstring), ``[0, 255]`` elsewhere;
@@ -184,7 +204,7 @@ def make_qconfig(engine: str | None = None, per_channel: bool = True, observer: 
         raise ValueError(f"observer must be one of {sorted(OBSERVERS)}, got {observer!r}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be a bool, got {per_channel!r}")
-    engine = _engine_or_current(engine)
+    engine = _engine_or_current(engine) if engine is None else _check_engine_name(engine)
     quant_max = 127 if engine in ("x86", "fbgemm") else 255
     activation = OBSERVERS[observer].with_args(
         dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0, quant_max=quant_max

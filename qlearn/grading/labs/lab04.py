@@ -226,7 +226,8 @@ register(Exercise(
           "Return the T (not its index, not its error) with the smallest error: candidates[np.argmin(errors)]."),
     notebook=NOTEBOOK,
     seed=402,
-    forbidden=("qlearn.observers.mse_clip_search", "qlearn.observers.MSEObserver",),
+    forbidden=("qlearn.observers.mse_clip_search", "qlearn.observers.MSEObserver",
+               "qlearn.observers.clipping_error_parts",),
     allowed=("qlearn.qparams.qrange", "qlearn.qparams.calc_qparams", "qlearn.affine.fake_quantize",),
     wrong_answers={
         "searches only the max side: range [min(x), T] when symmetric is asked": _mse_wrong(
