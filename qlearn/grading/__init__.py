@@ -14,7 +14,8 @@ In a notebook::
   and ``qlearn.grading.delegation`` (``Watcher``, ``disarm``, ``DelegationError``);
 - ``python -m qlearn.grading.student [--check]``: build ``notebooks/student/`` from the solutions;
 - ``python -m qlearn.grading.clean NOTEBOOK...``: renumber execution counts, strip metadata noise;
-- ``python -m qlearn.grade PATH...``: run notebooks headlessly and grade them.
+- ``python -m qlearn.grade PATH...`` (``qlearn.grading.grade``): grade notebooks; scores come from a
+  sandboxed re-run of the learner's functions, never from the notebook's kernel.
 """
 
 from qlearn.grading.checker import CheckResult, check, compare_case, implementation, reference, run_cases
