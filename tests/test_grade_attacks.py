@@ -294,6 +294,25 @@ LIBRARY_02 = [
     "    return qlearn.calc_qparams(xmin, xmax, qmin, qmax, symmetric=True)",
 ]
 
+# reading the solutions from the course's own checkout (the solution notebook, the tests' honest
+# solutions, git objects) and executing them
+COPY_SOLUTION = [
+    "def clamp(x, lo, hi):\n"
+    "    import json, os, qlearn\n"
+    "    root = os.path.dirname(os.path.dirname(qlearn.__file__))\n"
+    "    nb = json.load(open(os.path.join(root, 'notebooks', '00_welcome.ipynb')))\n"
+    "    source = next(''.join(c['source']) for c in nb['cells'] if 'def clamp(' in ''.join(c['source'])\n"
+    "                  and 'BEGIN SOLUTION' in ''.join(c['source']))\n"
+    "    namespace = {'np': __import__('numpy')}\n"
+    "    exec(source, namespace)\n"
+    "    return namespace['clamp'](x, lo, hi)",
+    "def num_codes(qmin, qmax):\n"
+    "    import os, qlearn\n"
+    "    root = os.path.dirname(os.path.dirname(qlearn.__file__))\n"
+    "    open(os.path.join(root, 'tests', 'test_delegation.py')).read()  # honest solutions live there\n"
+    "    return qmax - qmin + 1",
+]
+
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
@@ -311,6 +330,7 @@ def scored(tmp_path_factory):
     lab99.metadata["qlearn"] = {"lab": "99"}
     _write(folder / "00_says_lab99.ipynb", lab99)
     _write(folder / "99_unknown_lab.ipynb", _solution(LAB00))
+    _write(folder / "00_copy_solution.ipynb", _plus(_student(LAB00), *COPY_SOLUTION))
     _write(folder / "02_delegate_library.ipynb", _plus(_student(LAB02), *LIBRARY_02))
     _write(folder / "02_honest.ipynb", _solution(LAB02))
     _write(folder / "02_student.ipynb", _student(LAB02))
@@ -383,6 +403,15 @@ def test_relabelled_notebooks_are_errors_or_score_against_the_assigned_lab(score
     assert g.score == 0 and "lab 99 is unknown" in g.error
 
 
+def test_the_course_checkout_is_out_of_reach(scored):
+    # the solution notebook and the tests sit beside the qlearn package in a source checkout
+    g = scored["00_copy_solution.ipynb"]
+    assert g.error is None and g.score == 0
+    assert _status(g)["00.1"] == "error" and _status(g)["00.2"] == "error"
+    messages = " ".join(e["message"] for e in g.exercises)
+    assert "PermissionError" in messages or "FileNotFoundError" in messages
+
+
 def test_delegating_to_the_library_earns_nothing(scored):
     g = scored["02_delegate_library.ipynb"]
     assert g.error is None and (g.score, g.max_score) == (0, 10)
@@ -395,7 +424,7 @@ def test_a_mixed_batch_grades_the_honest_notebooks(scored):
     assert all(e["status"] == "passed" and e["hidden_cases"] > 0 for e in scored["02_honest.ipynb"].exercises)
     assert scored["02_student.ipynb"].score == 0
     assert set(_status(scored["02_student.ipynb"]).values()) == {"not done"}
-    assert len(scored) == 12  # every notebook is reported
+    assert len(scored) == 13  # every notebook is reported
 
 
 def test_what_a_kernel_writes_to_its_own_stdout_never_reaches_the_grader_output(tmp_path):

@@ -219,9 +219,13 @@ class _StubFinder:
         return None
 
 
-def _guard(protected, writable, allowed_imports):
-    """The audit hook: see the module doc, step 5."""
+def _guard(protected, writable, allowed_imports, checkout=None):
+    """The audit hook: see the module doc, step 5. ``checkout`` (``{"root", "readable"}``): a source
+    checkout holds the solutions; nothing in it may be read but the running Python's folders."""
     protected = tuple(os.path.join(os.path.realpath(p), "") for p in protected)
+    checkout = checkout or {}
+    secret_root = os.path.join(os.path.realpath(checkout["root"]), "") if checkout.get("root") else None
+    readable = tuple(os.path.join(os.path.realpath(p), "") for p in checkout.get("readable", ()))
     workdir = tuple(os.path.join(os.path.realpath(p), "") for p in writable)
     deny = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
             "os.forkpty", "pty.spawn", "socket.connect", "socket.bind", "socket.sendto",
@@ -236,6 +240,9 @@ def _guard(protected, writable, allowed_imports):
             path = realpath(fspath(args[0]) if not isinstance(args[0], bytes) else args[0].decode())
             if startswith(path, protected):
                 raise PermissionError("the grader does not allow reading the qlearn package's files")
+            if secret_root and startswith(path, secret_root) and not startswith(path, readable) \
+                    and not startswith(path, workdir):
+                raise PermissionError("the grader does not allow reading the course's files")
             if startswith(path, "/proc/") and not startswith(path, (own_proc, "/proc/self")) and \
                     path[6:7].isdigit():
                 raise PermissionError("the grader does not allow reading other processes")
@@ -386,7 +393,7 @@ def main():
     qlearn.grading = sys.modules["qlearn.grading"]
     sys.meta_path.insert(0, _StubFinder)
     loaded = set(m.split(".")[0] for m in sys.modules)
-    _guard(job.get("protected", []), [os.getcwd(), *job.get("writable", [])], (loaded, later))
+    _guard(job.get("protected", []), [os.getcwd(), *job.get("writable", [])], (loaded, later), job.get("checkout"))
     warnings.simplefilter("ignore")
     send({"ready": True})  # the grader's time limit for this exercise starts now
 

@@ -74,6 +74,23 @@ _MAX_OUTPUT = 64 * 2**20  # bytes a child may send back
 _STARTUP_TIMEOUT = 300  # seconds for a child to set itself up (imports on a busy machine), before learner code
 _PACKAGE = Path(__file__).resolve().parent.parent  # .../qlearn
 _GRADING = Path(__file__).resolve().parent
+
+
+def _checkout_secrets() -> tuple[Path | None, list[Path]]:
+    """When qlearn runs from a source checkout (an editable install), the checkout holds the
+    solutions: the solution notebooks, the tests' honest solutions, the git history. Return the
+    checkout and its folders that a scoring child must not see: all but the package itself and
+    the folders that hold the running Python (a ``.venv`` inside the checkout)."""
+    checkout = _PACKAGE.parent
+    if not (checkout / "pyproject.toml").is_file():
+        return None, []  # an installed package: nothing but the package sits beside it
+    keep = {_PACKAGE, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    folders = []
+    for entry in sorted(checkout.iterdir()):
+        entry = entry.resolve()
+        if entry.is_dir() and not any(k == entry or entry in k.parents for k in keep):
+            folders.append(entry)
+    return checkout, folders
 _STATUSES = ("passed", "failed", "error", "not done", "not found", "delegated", "timeout", "invalid output")
 
 
@@ -273,12 +290,21 @@ def _nproc_limit() -> int:
     return count + 256
 
 
+def _checkout_job() -> dict:
+    """The checkout that a scoring child may not read, but for the running Python inside it."""
+    checkout, _ = _checkout_secrets()
+    if checkout is None:
+        return {"root": None, "readable": []}
+    return {"root": str(checkout), "readable": sorted({str(Path(sys.prefix).resolve()),
+                                                       str(Path(sys.base_prefix).resolve())})}
+
+
 def _run_child(job: dict, *, root: Path, workdir: Path, token: str, timeout: float,
                hide: tuple[Path, ...]) -> tuple[bytes, bool]:
     """Run one scoring child; return what it wrote and whether it ran out of time."""
     env = _sandbox.clean_env(root / "home", token)
     argv = _sandbox.wrap([sys.executable, "-I", "-c", _child_source()], root=root, workdir=workdir, env=env,
-                         hide=[_GRADING, *hide])
+                         hide=[_GRADING, *_checkout_secrets()[1], *hide])
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=None if os.environ.get("QLEARN_GRADE_DEBUG") else subprocess.DEVNULL,
                             cwd=workdir, env=env, start_new_session=True)
@@ -459,7 +485,7 @@ def _score_exercise(exercise: Exercise, statements, tops, options: GradeOptions,
     job = {"exercise": exercise.id, "function": exercise.function, "statements": statements,
            "top_imports": sorted(imported_packages(statements)), "forbidden": list(getattr(exercise, "forbidden", ())),
            "cases": [a for _, _, a, _ in cases], "kwargs": [k for _, _, _, k in cases], "result": mode,
-           "protected": [str(_PACKAGE)], "writable": [str(root)] + (["/tmp"] if _sandbox.bwrap_available() else []),
+           "protected": [str(_PACKAGE)], "checkout": _checkout_job(), "writable": [str(root)] + (["/tmp"] if _sandbox.bwrap_available() else []),
            "limits": {"memory": options.memory_mb * 2**20, "cpu": int(options.exercise_timeout) + 5,
                       "nproc": _nproc_limit()}}
     raw, timed_out = _run_child(job, root=root, workdir=workdir, token=token, timeout=options.exercise_timeout,
