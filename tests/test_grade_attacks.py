@@ -306,11 +306,46 @@ COPY_SOLUTION = [
     "    namespace = {'np': __import__('numpy')}\n"
     "    exec(source, namespace)\n"
     "    return namespace['clamp'](x, lo, hi)",
+    "def relative_error(x, x_hat):\n"
+    "    import os, qlearn\n"
+    "    folder = os.open(os.path.dirname(qlearn.__file__), os.O_RDONLY)  # then open relative to it\n"
+    "    os.read(os.open('affine.py', os.O_RDONLY, dir_fd=folder), 1 << 20)\n"
+    "    return 0.0",
     "def num_codes(qmin, qmax):\n"
     "    import os, qlearn\n"
     "    root = os.path.dirname(os.path.dirname(qlearn.__file__))\n"
     "    open(os.path.join(root, 'tests', 'test_delegation.py')).read()  # honest solutions live there\n"
     "    return qmax - qmin + 1",
+]
+
+# torch's own kernels under names no forbidden list can enumerate (aten ops, decomposed ops, C aliases)
+TORCH_ALIASES_02 = [
+    "import numpy as np\nimport torch\n"
+    "def quantize_tensor(x, scale, zero_point, qmin, qmax):\n"
+    "    t = torch.from_numpy(np.asarray(x, np.float32))\n"
+    "    q = torch._C._VariableFunctions.quantize_per_tensor(t, float(scale), int(zero_point), torch.qint32)\n"
+    "    return np.clip(q.int_repr().numpy(), qmin, qmax)",
+    "import numpy as np\nimport torch\n"
+    "def dequantize_tensor(q, scale, zero_point):\n"
+    "    qt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.asarray(q).astype(np.int32)),\n"
+    "                                                 float(scale), int(zero_point))\n"
+    "    return torch.ops.aten.dequantize(qt).numpy()",
+]
+
+# honest solutions in styles a learner may well use: each must earn its points
+HONEST_STYLES_00 = [
+    "import numpy as np\nfrom math import *\n"
+    "try:\n    from numpy import clip as _clip\nexcept ImportError:\n    _clip = None\n"
+    "_low = lambda x, lo: np.maximum(np.asarray(x), lo)\n"
+    "clamp = lambda x, lo, hi: np.minimum(_low(x, lo), hi).astype(np.asarray(x).dtype)",
+    "%%time\nOFFSET = 0\nOFFSET += 1\n"
+    "def num_codes(qmin, qmax):\n    return qmax - qmin + OFFSET",
+    "SPECIAL = {k: v for k, v in [('zero', 0.0)]}\n"
+    "def relative_error(x, x_hat):\n"
+    "    d = np.asarray(x, np.float64) - np.asarray(x_hat, np.float64)\n"
+    "    error, size = sqrt(float(np.sum(d * d))), sqrt(float(np.sum(np.asarray(x, np.float64) ** 2)))\n"
+    "    if size == SPECIAL['zero']:\n        return 0.0 if error == 0 else inf\n"
+    "    return error / size",
 ]
 
 
@@ -330,8 +365,10 @@ def scored(tmp_path_factory):
     lab99.metadata["qlearn"] = {"lab": "99"}
     _write(folder / "00_says_lab99.ipynb", lab99)
     _write(folder / "99_unknown_lab.ipynb", _solution(LAB00))
+    _write(folder / "00_honest_styles.ipynb", _plus(_student(LAB00), *HONEST_STYLES_00))
     _write(folder / "00_copy_solution.ipynb", _plus(_student(LAB00), *COPY_SOLUTION))
     _write(folder / "02_delegate_library.ipynb", _plus(_student(LAB02), *LIBRARY_02))
+    _write(folder / "02_torch_aliases.ipynb", _plus(_student(LAB02), *TORCH_ALIASES_02))
     _write(folder / "02_honest.ipynb", _solution(LAB02))
     _write(folder / "02_student.ipynb", _student(LAB02))
     paths = sorted(folder.glob("*.ipynb"))
@@ -407,9 +444,24 @@ def test_the_course_checkout_is_out_of_reach(scored):
     # the solution notebook and the tests sit beside the qlearn package in a source checkout
     g = scored["00_copy_solution.ipynb"]
     assert g.error is None and g.score == 0
-    assert _status(g)["00.1"] == "error" and _status(g)["00.2"] == "error"
+    assert _status(g) == {"00.1": "error", "00.2": "error", "00.3": "error"}
     messages = " ".join(e["message"] for e in g.exercises)
     assert "PermissionError" in messages or "FileNotFoundError" in messages
+
+
+def test_torch_is_not_available_to_numpy_exercises(scored):
+    g = scored["02_torch_aliases.ipynb"]
+    assert g.error is None and g.score == 0
+    statuses = _status(g)
+    assert statuses["02.1"] == "error" and statuses["02.2"] == "error"
+    assert "not available while this exercise is graded" in " ".join(e["message"] for e in g.exercises)
+
+
+def test_honest_solutions_in_other_styles_earn_full_marks(scored):
+    # top-level lambdas, star and try imports, a %%time cell, augmented and comprehension constants
+    g = scored["00_honest_styles.ipynb"]
+    assert g.error is None, g.error
+    assert (g.score, g.max_score) == (3, 3), [e["message"] for e in g.exercises]
 
 
 def test_delegating_to_the_library_earns_nothing(scored):
@@ -424,7 +476,7 @@ def test_a_mixed_batch_grades_the_honest_notebooks(scored):
     assert all(e["status"] == "passed" and e["hidden_cases"] > 0 for e in scored["02_honest.ipynb"].exercises)
     assert scored["02_student.ipynb"].score == 0
     assert set(_status(scored["02_student.ipynb"]).values()) == {"not done"}
-    assert len(scored) == 13  # every notebook is reported
+    assert len(scored) == 15  # every notebook is reported
 
 
 def test_what_a_kernel_writes_to_its_own_stdout_never_reaches_the_grader_output(tmp_path):
@@ -465,3 +517,16 @@ def test_the_child_disarms_attributes_before_submodules_and_every_wrapped_layer(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["disarmed"] * 3, out.stdout
+
+
+def test_an_output_flood_is_cut_off_and_the_score_still_counts(tmp_path):
+    # the feedback run keeps outputs in the grader's memory: past a budget it stops the kernel
+    from qlearn.grading import grade as grade_module
+
+    flood = "import sys\nfor _ in range(40):\n    sys.stdout.write('x' * 2**20)\n    sys.stdout.flush()"
+    path = _write(tmp_path / "00_flood.ipynb", _plus(_solution(LAB00), flood))
+    options = GradeOptions(execute=True, exercise_timeout=30, memory_mb=2048, hidden_seeds=(5,))
+    [g] = grade_notebooks([path], options, jobs=1)
+    assert g.run_error is not None and "printed more than" in g.run_error, g.run_error
+    assert grade_module._MAX_FEEDBACK_OUTPUT < 40 * 2**20
+    assert (g.score, g.max_score) == (3, 3)  # the score never depended on the feedback run

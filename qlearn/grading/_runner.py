@@ -219,7 +219,7 @@ class _StubFinder:
         return None
 
 
-def _guard(protected, writable, allowed_imports, checkout=None):
+def _guard(protected, writable, allowed_imports, checkout=None, refused=()):
     """The audit hook: see the module doc, step 5. ``checkout`` (``{"root", "readable"}``): a source
     checkout holds the solutions; nothing in it may be read but the running Python's folders."""
     protected = tuple(os.path.join(os.path.realpath(p), "") for p in protected)
@@ -229,7 +229,7 @@ def _guard(protected, writable, allowed_imports, checkout=None):
     workdir = tuple(os.path.join(os.path.realpath(p), "") for p in writable)
     deny = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
             "os.forkpty", "pty.spawn", "socket.connect", "socket.bind", "socket.sendto",
-            "sys.setprofile", "sys.settrace", "os.kill", "os.killpg"}
+            "sys.setprofile", "sys.settrace", "os.kill", "os.killpg", "os.link", "os.symlink"}
     realpath, startswith, fspath = os.path.realpath, str.startswith, os.fspath
     own_proc = f"/proc/{os.getpid()}/"
 
@@ -243,6 +243,9 @@ def _guard(protected, writable, allowed_imports, checkout=None):
             if secret_root and startswith(path, secret_root) and not startswith(path, readable) \
                     and not startswith(path, workdir):
                 raise PermissionError("the grader does not allow reading the course's files")
+            if not startswith(path, workdir) and os.path.isdir(path):
+                # a folder's descriptor would open files relative to it (dir_fd), past these checks
+                raise PermissionError("the grader does not allow opening folders outside the submission's folder")
             if startswith(path, "/proc/") and not startswith(path, (own_proc, "/proc/self")) and \
                     path[6:7].isdigit():
                 raise PermissionError("the grader does not allow reading other processes")
@@ -252,12 +255,16 @@ def _guard(protected, writable, allowed_imports, checkout=None):
                 isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
             if writing and not startswith(path, workdir) and not startswith(path, "/dev/null"):
                 raise PermissionError("the grader does not allow writing outside the submission's folder")
-        elif event in ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.chmod"):
+        elif event in ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.chmod",
+                       "os.truncate", "os.utime", "os.chown"):
             path = args[0] if args else None
             if isinstance(path, (str, os.PathLike)) and not startswith(realpath(fspath(path)), workdir):
                 raise PermissionError("the grader does not allow changing files outside the submission's folder")
         elif event == "import" and args and isinstance(args[0], str):
             name = args[0]
+            if name.split(".")[0] in refused:
+                raise ImportError(f"{name.split('.')[0]} is not available while this exercise is graded: it asks "
+                                  f"for numpy (and the helpers its feedback names), not for {name.split('.')[0]}")
             if (name == "qlearn" or name.startswith("qlearn.")) and not name.startswith("qlearn.grading"):
                 raise ImportError(f"the grader loaded qlearn before your code ran; {name} cannot be re-imported")
             if name.split(".")[0] in allowed_imports[1] and name.split(".")[0] not in allowed_imports[0]:
@@ -377,14 +384,15 @@ def main():
     forbidden = list(job.get("forbidden", []))
     # a package named in ``forbidden`` (torch) is loaded now if the notebook imports it at its top,
     # so that it can be disarmed; otherwise importing it later is refused (see _guard)
-    top_imports = set(job.get("top_imports", []))
-    later = {name.split(".")[0] for name in forbidden} - {"qlearn"}
+    refused = set(job.get("refused", []))
+    top_imports = set(job.get("top_imports", [])) - refused
+    later = {name.split(".")[0] for name in forbidden} - {"qlearn"} - refused
     for top in sorted(later & top_imports):
         try:
             importlib.import_module(top)
         except Exception:  # noqa: BLE001 - not installed: its names are skipped
             pass
-    if any(name.startswith("qlearn.bridge") for name in forbidden):
+    if any(name.startswith("qlearn.bridge") for name in forbidden) and "torch" not in refused:
         importlib.import_module("qlearn.bridge")
     _disarm(forbidden, job["exercise"])
     for name in [m for m in sys.modules if m == "qlearn.grading" or m.startswith("qlearn.grading.")]:
@@ -393,7 +401,7 @@ def main():
     qlearn.grading = sys.modules["qlearn.grading"]
     sys.meta_path.insert(0, _StubFinder)
     loaded = set(m.split(".")[0] for m in sys.modules)
-    _guard(job.get("protected", []), [os.getcwd(), *job.get("writable", [])], (loaded, later), job.get("checkout"))
+    _guard(job.get("protected", []), [os.getcwd(), *job.get("writable", [])], (loaded, later), job.get("checkout"), refused)
     warnings.simplefilter("ignore")
     send({"ready": True})  # the grader's time limit for this exercise starts now
 

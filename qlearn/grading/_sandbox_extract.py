@@ -4,23 +4,24 @@ The grader never asks the notebook's kernel for a score. It reads the code cells
 ``ast`` module, never running them) and keeps, in notebook order, the top-level statements that
 define what the exercise functions need:
 
-- ``import ...`` and ``from ... import ...`` (not ``import *``);
+- ``import ...`` and ``from ... import ...`` (``import *`` too);
 - ``def``, ``async def`` and ``class`` statements, with their decorators;
-- assignments of *simple constants* to plain names: ``QMAX = 127``, ``f32 = np.float32``,
-  ``EPS = np.finfo(np.float32).eps``, ``SIZES = (8, 16)``: literals, names, attributes,
-  operators, containers, subscripts, and calls of ``int``, ``float``, ``bool``, ``str``, ``tuple``,
-  ``list``, ``dict``, ``frozenset``, ``range``, ``len``, ``abs``, ``min``, ``max``, ``round`` or of a
-  dotted name under ``np`` / ``numpy`` / ``math``.
+- assignments to plain names (``QMAX = 127``, ``EPS = np.finfo(np.float32).eps``,
+  ``clamp = lambda x, lo, hi: ...``, ``WIDE = code_dtype(-2**31, 2**31 - 1)``, ``K += 1``);
+- ``try`` blocks made only of those (``try: from scipy import x`` / ``except ImportError: x = None``).
+
+A cell that starts with a magic that only times or captures it (``%%time``, ``%%capture``) keeps
+its code.
 
 Of those, the grader runs for an exercise only the statements its function needs (see
 :func:`needed_for`): the statements that bind a name the function uses, then the names those use,
-and so on. Everything else is left out: expressions (demos, ``check(...)`` calls, prints), loops, ``with``,
-``if``, ``try``, assignments that call other functions (``x = rng.normal(...)``,
-``q = quantize_tensor(...)``), attribute or item assignments, ``global``, and IPython magics and
-shell escapes (``%matplotlib``, ``!pip``). A cell with a syntax error is skipped as a whole, as the
-kernel would skip it. When a graded function uses a name that was left out, its call fails with a
-``NameError`` and the feedback says: define it inside the function, or as a simple constant at the
-top level of a cell.
+and so on, in notebook order, in the sandboxed child where the library's implementation of the
+exercise is disarmed. Everything else is left out: expressions (demos, ``check(...)`` calls,
+prints), loops, ``with``, ``if``, attribute or item assignments, ``global``, and other IPython
+magics and shell escapes (``%matplotlib``, ``!pip``). A cell with a syntax error is skipped as a
+whole, as the kernel would skip it. When a graded function uses a name that was left out, its call
+fails with a ``NameError`` and the feedback says: define it inside the function or at the top level
+of a cell.
 
 >>> cells = ["import numpy as np\\nQMAX = 127\\nx = np.ones(3)\\nprint(x)",
 ...          "def f(v):\\n    return min(v, QMAX)\\nf(3)", "%matplotlib inline\\ndef g(:"]
@@ -79,21 +80,28 @@ def _names(target: ast.AST) -> bool:
 
 
 def _keep(node: ast.stmt) -> bool:
-    if isinstance(node, ast.Import):
-        return True
-    if isinstance(node, ast.ImportFrom):
-        return all(alias.name != "*" for alias in node.names)
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
     if isinstance(node, ast.Assign):
-        return all(_names(t) for t in node.targets) and _simple(node.value)
-    if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.value is not None and _simple(node.value)
+        return all(_names(t) for t in node.targets)
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        return isinstance(node.target, ast.Name) and node.value is not None
+    if isinstance(node, ast.Try):  # try: from scipy import x / except ImportError: x = None
+        parts = [*node.body, *node.orelse, *node.finalbody, *(n for h in node.handlers for n in h.body)]
+        return all(isinstance(n, ast.Pass) or _keep(n) for n in parts)
     return False
 
 
+#: Cell magics that only time or capture their cell: the grader keeps the cell's code.
+_TRANSPARENT_CELL_MAGICS = ("%%time", "%%timeit", "%%capture", "%%prun")
+
+
 def _python_source(cell: str) -> str:
-    """The cell with IPython magics and shell escapes turned into plain Python (as IPython does)."""
+    """The cell with IPython magics and shell escapes turned into plain Python (as IPython does).
+    A cell magic that only times or captures its cell (``%%time``) is dropped and its code kept."""
+    lines = cell.lstrip("\n").split("\n", 1)
+    if lines[0].strip().split(" ")[0] in _TRANSPARENT_CELL_MAGICS:
+        cell = lines[1] if len(lines) > 1 else ""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -143,6 +151,11 @@ _INFO: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
 
 
 def _bound(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Try):
+        parts = [*node.body, *node.orelse, *node.finalbody, *(n for h in node.handlers for n in h.body)]
+        return set().union(*(_bound(n) for n in parts if not isinstance(n, ast.Pass)))
+    if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+        return {"*"}  # binds names no one can list: kept whenever anything is needed
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return {(a.asname or a.name).split(".")[0] for a in node.names}
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -154,6 +167,8 @@ def _bound(node: ast.stmt) -> set[str]:
 def _used(node: ast.stmt) -> set[str]:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return set()
+    if isinstance(node, ast.AugAssign):  # X += 1 needs the X bound before it
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {node.target.id}
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
@@ -171,7 +186,7 @@ def needed_for(statements: list[tuple[str, str]], name: str) -> list[tuple[str, 
             node = ast.parse(statement[1]).body[0]
             _INFO[statement] = (_bound(node), _used(node))
         info.append((statement, *_INFO[statement]))
-    needed, changed = {name}, True
+    needed, changed = {name, "*"}, True
     while changed:
         changed = False
         for _, bound, used in info:

@@ -81,6 +81,11 @@ def format_value(value: Any, *, width: int = 80, exact_dtype: bool = True) -> st
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+# numpy's own scalar types, captured at import: a subclass may claim ``__module__ = "numpy"``
+_NUMPY_SCALARS = frozenset(t for t in set(np.sctypeDict.values()) if issubclass(t, np.generic)
+                           and t.__module__ == "numpy")
+
+
 def plain_problem(value: Any, _depth: int = 0) -> str | None:
     """``None`` if ``value`` is plain data, else why not. Run it before comparing a learner's result.
 
@@ -93,6 +98,10 @@ def plain_problem(value: Any, _depth: int = 0) -> str | None:
     ...     def __eq__(self, other): return np.ones(self.shape, bool)
     >>> plain_problem(np.zeros(3).view(Liar))
     'returned a Liar, a subclass of np.ndarray: return a plain numpy array (np.asarray(...))'
+    >>> class Float(np.float64): pass
+    >>> Float.__module__ = "numpy"
+    >>> plain_problem(Float(1.0))
+    'returned a Float, not a plain numpy number: return a plain number'
     >>> plain_problem(np.array([1, "a"], dtype=object))
     'returned an array of dtype object: return an array of numbers'
     """
@@ -104,7 +113,7 @@ def plain_problem(value: Any, _depth: int = 0) -> str | None:
             return f"returned an array of dtype {value.dtype}: return an array of numbers"
         return None
     if _isinstance(value, _np_generic):
-        if kind.__module__ != "numpy" or value.dtype.kind not in _NUMBER_KINDS:
+        if kind not in _NUMPY_SCALARS or value.dtype.kind not in _NUMBER_KINDS:
             return f"returned a {kind.__name__}, not a plain numpy number: return a plain number"
         return None
     if _depth > 20:

@@ -71,6 +71,7 @@ DEFAULT_EXERCISE_TIMEOUT = 60  # seconds for one exercise's child (start-up, the
 DEFAULT_MEMORY_MB = 4096  # address-space limit of every sandboxed process (torch alone maps ~2 GB)
 DEFAULT_HIDDEN_SEEDS = 2
 _MAX_OUTPUT = 64 * 2**20  # bytes a child may send back
+_MAX_FEEDBACK_OUTPUT = 16 * 2**20  # bytes of outputs the feedback run keeps (they are held in memory)
 _STARTUP_TIMEOUT = 300  # seconds for a child to set itself up (imports on a busy machine), before learner code
 _PACKAGE = Path(__file__).resolve().parent.parent  # .../qlearn
 _GRADING = Path(__file__).resolve().parent
@@ -148,6 +149,8 @@ def _parse(text: bytes) -> dict:
         raise ValueError(f"cannot read the file ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"not a readable notebook (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ValueError("not a readable notebook (its JSON is nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise ValueError("not a readable notebook (no list of cells)")
     if data.get("nbformat") != 4:
@@ -288,6 +291,17 @@ def _nproc_limit() -> int:
         except OSError:
             continue
     return count + 256
+
+
+def _needs_torch(value: Any) -> bool:
+    """Whether any case input is a torch object. An exercise whose inputs are plain numpy is graded
+    without torch: torch's own kernels (``torch.ops.aten.*``, ``torch._C`` aliases, ...) would do
+    the exercise's job by a path no forbidden list can enumerate."""
+    if isinstance(value, (list, tuple)):
+        return any(_needs_torch(v) for v in value)
+    if isinstance(value, dict):
+        return any(_needs_torch(v) for v in value.values())
+    return type(value).__module__.split(".")[0] == "torch"
 
 
 def _checkout_job() -> dict:
@@ -483,6 +497,8 @@ def _score_exercise(exercise: Exercise, statements, tops, options: GradeOptions,
     mode, rebuild = _RESULT_MODES.get(exercise.id, ("value", None))
     statements = needed_for(statements, exercise.function)
     job = {"exercise": exercise.id, "function": exercise.function, "statements": statements,
+           "refused": [] if mode == "calibrate" or _needs_torch([(c.args, dict(c.kwargs)) for c, _, _, _ in cases])
+           else ["torch"],
            "top_imports": sorted(imported_packages(statements)), "forbidden": list(getattr(exercise, "forbidden", ())),
            "cases": [a for _, _, a, _ in cases], "kwargs": [k for _, _, _, k in cases], "result": mode,
            "protected": [str(_PACKAGE)], "checkout": _checkout_job(), "writable": [str(root)] + (["/tmp"] if _sandbox.bwrap_available() else []),
@@ -518,9 +534,14 @@ def _score_exercise(exercise: Exercise, statements, tops, options: GradeOptions,
             return row
         if status == "error":
             text = str(result.get("error", ""))[:400]
-            if text.startswith("NameError"):
-                text += ("\n(the grader runs only your notebook's imports, def/class statements and simple "
-                         "constants: define this name inside your function or as a simple constant)")
+            refused = [name for name in job["refused"] if f"name '{name}' is not defined" in text]
+            if refused:
+                text += (f"\n({refused[0]} is not available while this exercise is graded: it asks for numpy "
+                         f"and the helpers its feedback names)")
+            elif text.startswith("NameError"):
+                text += ("\n(the grader runs only your notebook's imports, def/class statements and assignments "
+                         "to plain names at the top level of a cell: define this name inside your function or "
+                         "there, not inside a loop, an if or a with)")
             row.update(status="error", message=_feedback(exercise, "raised an error", index + 1, total, case,
                                                          kind, text))
             return row
@@ -632,7 +653,23 @@ async def _execute(data: dict, root: Path, workdir: Path, token: str, options: G
         return f"not a readable notebook ({type(exc).__name__}: {str(exc)[:200]})"
     env = _sandbox.clean_env(root / "home", token)
     running = {"cell": None}
-    client = NotebookClient(
+    flooded = threading.Event()
+
+    class BudgetClient(NotebookClient):
+        """Keeps at most ``_MAX_FEEDBACK_OUTPUT`` bytes of outputs: the grader holds them in memory."""
+
+        kept = 0
+
+        def output(self, outs, msg, display_id, cell_index):  # noqa: D102 - nbclient's hook
+            self.kept += len(json.dumps(msg.get("content", {}), default=str))
+            if self.kept > _MAX_FEEDBACK_OUTPUT:
+                if not flooded.is_set():
+                    flooded.set()
+                    stop()
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    client = BudgetClient(
         nb, timeout=options.timeout, allow_errors=True, kernel_name="python3", shell_timeout_interval=1,
         kernel_manager_class=_kernel_manager_class(root, workdir, env, options), shutdown_kernel="immediate",
         resources={"metadata": {"path": str(workdir)}},
@@ -656,6 +693,9 @@ async def _execute(data: dict, root: Path, workdir: Path, token: str, options: G
         await client.async_execute(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except Exception as exc:  # noqa: BLE001 - every failure to run is reported
         where = running["cell"]
+        if flooded.is_set():
+            return (f"{where} printed more than {_MAX_FEEDBACK_OUTPUT // 2**20} MB of output; the grader stopped "
+                    f"the feedback run there")
         if out_of_time.is_set():
             return f"the notebook did not finish within {options.notebook_timeout:g} s (it was at {where})"
         if isinstance(exc, CellTimeoutError):
@@ -671,6 +711,9 @@ async def _execute(data: dict, root: Path, workdir: Path, token: str, options: G
         if pid is not None:
             _sandbox.kill_group(pid)
         _sandbox.kill_token(token)
+    if flooded.is_set():
+        return (f"{running['cell']} printed more than {_MAX_FEEDBACK_OUTPUT // 2**20} MB of output; the grader "
+                f"stopped the feedback run there")
     return None
 
 
@@ -779,7 +822,12 @@ def grade_notebooks(paths: list[Path], options: GradeOptions | None = None, *, j
                        for i, (p, t) in enumerate(zip(paths, texts))}
             for future in as_completed(futures):
                 index = futures[future]
-                grade = future.result()
+                try:
+                    grade = future.result()
+                except Exception as exc:  # noqa: BLE001 - one notebook's failure never costs another
+                    grade = NotebookGrade(notebook=str(paths[index]),
+                                          error=f"the grader failed on this notebook ({type(exc).__name__}: "
+                                                f"{str(exc)[:200]})")
                 results[index] = grade
                 problem = grade.error or grade.run_error
                 if problem:
