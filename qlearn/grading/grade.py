@@ -58,6 +58,7 @@ import numpy as np
 from qlearn.grading import _sandbox
 from qlearn.grading._plain import PlainError, Unsupported, decode, encode
 from qlearn.grading._sandbox_extract import extract, imported_packages, needed_for
+from qlearn.grading.checker import compare_case
 from qlearn.grading.compare import format_value
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import EXERCISES, exercises_for_lab
@@ -92,7 +93,8 @@ def _checkout_secrets() -> tuple[Path | None, list[Path]]:
         if entry.is_dir() and not any(k == entry or entry in k.parents for k in keep):
             folders.append(entry)
     return checkout, folders
-_STATUSES = ("passed", "failed", "error", "not done", "not found", "delegated", "timeout", "invalid output")
+_STATUSES = ("passed", "failed", "error", "not done", "not found", "delegated", "timeout", "invalid output",
+             "not graded")  # "not graded": the notebook itself could not be graded (see its "error")
 
 
 @dataclass
@@ -196,12 +198,7 @@ def _code_cells(data: dict) -> list[str]:
 # --- cases ------------------------------------------------------------------------------------
 
 def _cases_for_seed(exercise: Exercise, seed: int | None) -> list[Case]:
-    try:
-        return list(exercise.make_cases(seed=seed))
-    except TypeError:  # an Exercise without make_cases(seed=...)
-        if seed is None:
-            return list(exercise.make_cases())
-        return list(exercise.cases(np.random.default_rng(seed)))
+    return list(exercise.make_cases(seed=seed))
 
 
 def _encode_case(case: Case) -> tuple[Any, Any]:
@@ -440,17 +437,7 @@ _RESULT_MODES = {"10.2": ("calibrate", _calibrate_from_summary)}
 
 def _compare(exercise: Exercise, case: Case, got: Any) -> str | None:
     """``None`` if ``got`` is right for ``case``; the expected value is computed here, in the parent."""
-    try:
-        from qlearn.grading.checker import compare_case
-    except ImportError:
-        compare_case = None
-    if compare_case is not None:
-        return compare_case(exercise, case, got)
-    expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-    try:
-        return exercise.compare_output(got, expected)
-    except Exception as exc:  # noqa: BLE001 - a value the comparison cannot handle is wrong
-        return f"the returned value could not be compared ({type(exc).__name__}: {exc})"
+    return compare_case(exercise, case, got)
 
 
 def _inputs(case: Case) -> str:
@@ -487,7 +474,7 @@ def _expected(exercise: Exercise, case: Case) -> Any:
         return f"<the reference failed: {type(exc).__name__}>"
 
 
-def _score_exercise(exercise: Exercise, statements, tops, options: GradeOptions, *, root: Path, workdir: Path,
+def _score_exercise(exercise: Exercise, statements, options: GradeOptions, *, root: Path, workdir: Path,
                     token: str) -> dict[str, Any]:
     row = {"id": exercise.id, "points": 0, "max_points": exercise.points, "passed": False,
            "status": "error", "message": "", "cases": 0, "hidden_cases": 0}
@@ -750,7 +737,7 @@ def _grade_one(path: Path, text: bytes | None, options: GradeOptions, scratch: P
         _sandbox.copy_submission(path, text, workdir)
         if options.execute:
             grade.run_error = asyncio.run(_execute(data, root, workdir, token, options))
-        statements, tops, notes = extract(_code_cells(data))
+        statements, _, notes = extract(_code_cells(data))
         grade.notes = notes
         rows = []
         for exercise in exercises:
@@ -758,7 +745,7 @@ def _grade_one(path: Path, text: bytes | None, options: GradeOptions, scratch: P
             shutil.rmtree(workdir, ignore_errors=True)
             _sandbox.copy_submission(path, text, workdir)
             try:
-                rows.append(_score_exercise(exercise, statements, tops, options, root=root, workdir=workdir,
+                rows.append(_score_exercise(exercise, statements, options, root=root, workdir=workdir,
                                             token=token))
             except Exception as exc:  # noqa: BLE001 - a grader failure costs this exercise, reported
                 rows.append({"id": exercise.id, "points": 0, "max_points": exercise.points, "passed": False,

@@ -308,30 +308,10 @@ def add_nbgrader_metadata(nb: Any, name: str = "notebook") -> Any:
 
 
 def _without_solution_only_prose(nb: Any, name: str) -> Any:
-    """A copy of ``nb`` without the prose for solution readers only (``qlearn.grading.student``)."""
-    from qlearn.grading.student import solution_only_prose  # the student versions' own markup
+    """A copy of ``nb`` without the prose for solution readers only, as in the student versions."""
+    from qlearn.grading.student import without_solution_only_prose  # the student versions' own markup
 
-    out = copy.deepcopy(nb)
-    spans: dict[int, list[Any]] = {}
-    for item in solution_only_prose(out, name):
-        spans.setdefault(item.cell, []).append(item)
-    kept = []
-    for index, cell in enumerate(out.cells):
-        items = spans.get(index, [])
-        if any(item.tagged for item in items):
-            continue
-        if items:
-            lines = cell.source.split("\n")
-            for item in sorted(items, key=lambda item: item.start, reverse=True):
-                del lines[item.start:item.end + 1]
-            while lines and not lines[-1].strip():
-                lines.pop()
-            if not any(line.strip() for line in lines):
-                continue
-            cell.source = "\n".join(lines)
-        kept.append(cell)
-    out.cells = kept
-    return out
+    return without_solution_only_prose(copy.deepcopy(nb), name)
 
 
 def nbgrader_source(nb: Any, name: str = "notebook") -> Any:

@@ -59,9 +59,19 @@ from qlearn.grading.clean import clean_notebook, dumps_notebook, notebook_lab, r
 from qlearn.grading.exercise import normalize_id
 from qlearn.grading.registry import exercises_for_lab
 
-__all__ = ["SOLUTION_ONLY_TAG", "SolutionOnlyProse", "SolutionRegion", "StudentVersionError",
-           "build_student_notebook", "exercise_headings", "main", "solution_only_prose", "solution_regions",
-           "stub_line"]
+__all__ = [
+    "SOLUTION_ONLY_TAG",
+    "SolutionOnlyProse",
+    "SolutionRegion",
+    "StudentVersionError",
+    "build_student_notebook",
+    "exercise_headings",
+    "main",
+    "solution_only_prose",
+    "solution_regions",
+    "stub_line",
+    "without_solution_only_prose",
+]
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$")
 _END = re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$")
@@ -281,8 +291,11 @@ def solution_only_prose(nb: Any, name: str = "notebook") -> list[SolutionOnlyPro
     return found
 
 
-def _without_solution_only_prose(nb: Any, name: str) -> Any:
-    """``nb`` (changed in place) without its ``solution-only`` cells and marked markdown spans."""
+def without_solution_only_prose(nb: Any, name: str = "notebook") -> Any:
+    """``nb`` (changed in place) without its ``solution-only`` cells and marked markdown spans.
+
+    Used for the student versions and for nbgrader's source notebooks (``qlearn.grading.nbgrader``).
+    """
     prose: dict[int, list[SolutionOnlyProse]] = {}
     for item in solution_only_prose(nb, name):
         prose.setdefault(item.cell, []).append(item)
@@ -314,7 +327,7 @@ def build_student_notebook(nb: Any, name: str = "notebook") -> Any:
     and gives the lab when the notebook metadata has no ``{"qlearn": {"lab": ...}}``. Solution-only
     cells and marked markdown spans are left out (see the module docstring).
     """
-    student = _without_solution_only_prose(clean_notebook(nb), name)
+    student = without_solution_only_prose(clean_notebook(nb), name)
     regions: dict[int, list[SolutionRegion]] = {}
     for region in solution_regions(student, name):
         regions.setdefault(region.cell, []).append(region)

@@ -18,7 +18,6 @@ The temporary directory is removed afterwards; the exit code is the command's.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
