@@ -350,6 +350,17 @@ def _half_away(v):
     return round_to_int(np.asarray(v, dtype=f32), "half_away")[()]
 
 
+#: What chooses a scale and zero-point for 02.3 and 02.4: the library's chooser and observers, torch's.
+_QPARAMS_FORBIDDEN = (
+    "qlearn.qparams.calc_qparams", "qlearn.qparams._minmax_qparams", "qlearn.group._group_qparams",
+    "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
+    "torch.ao.quantization.observer.MinMaxObserver",
+    "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
+    "torch.ao.quantization.observer.PerChannelMinMaxObserver",
+    "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
+    "torch.ao.quantization.observer.UniformQuantizationObserverBase", "torch._choose_qparams_per_tensor",
+)
+
 register(Exercise(
     id="02.3",
     title="Choose scale and zero-point (asymmetric)",
@@ -363,15 +374,7 @@ register(Exercise(
           "[qmin, qmax] and returned as a Python int. Return (scale, zero_point)."),
     notebook=NOTEBOOK,
     seed=203,
-    forbidden=(
-        "qlearn.qparams.calc_qparams", "qlearn.qparams._minmax_qparams", "qlearn.group._group_qparams",
-        "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
-        "torch.ao.quantization.observer.MinMaxObserver",
-        "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
-        "torch.ao.quantization.observer.PerChannelMinMaxObserver",
-        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
-        "torch.ao.quantization.observer.UniformQuantizationObserverBase", "torch._choose_qparams_per_tensor",
-    ),
+    forbidden=_QPARAMS_FORBIDDEN,
     allowed=("qlearn.qparams.EPS",),
     compare=_compare_qparams,
     wrong_answers={
@@ -456,15 +459,7 @@ register(Exercise(
           "Return (scale, 0)."),
     notebook=NOTEBOOK,
     seed=204,
-    forbidden=(
-        "qlearn.qparams.calc_qparams", "qlearn.qparams._minmax_qparams", "qlearn.group._group_qparams",
-        "qlearn.observers.MinMaxObserver", "qlearn.observers.MovingAverageMinMaxObserver",
-        "torch.ao.quantization.observer.MinMaxObserver",
-        "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
-        "torch.ao.quantization.observer.PerChannelMinMaxObserver",
-        "torch.ao.quantization.observer.MovingAveragePerChannelMinMaxObserver",
-        "torch.ao.quantization.observer.UniformQuantizationObserverBase", "torch._choose_qparams_per_tensor",
-    ),
+    forbidden=_QPARAMS_FORBIDDEN,
     allowed=("qlearn.qparams.EPS",),
     compare=_compare_qparams,
     wrong_answers={
