@@ -654,3 +654,24 @@ def test_compare_case_judges_a_result_that_came_back_as_plain_data():
     assert "values differ" in compare_case(ex, case, wrong)
     assert compare_case(ex, case, got.view(AlwaysEqual)).endswith("(np.asarray(...))")
 
+
+
+def test_torch_kernels_under_other_names_are_rejected_on_numpy_exercises():
+    # torch's own kernels reach an exercise's job by names no forbidden list can enumerate
+    # (aten ops, torch._C aliases): on an exercise with numpy inputs, any call into torch counts
+    import torch
+
+    def quantize_tensor(x, scale, zero_point, qmin, qmax):
+        t = torch.from_numpy(np.asarray(x, np.float32))
+        q = torch._C._VariableFunctions.quantize_per_tensor(t, float(scale), int(zero_point), torch.qint32)
+        return np.clip(q.int_repr().numpy(), qmin, qmax)
+
+    def dequantize_tensor(q, scale, zero_point):
+        qt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.asarray(q).astype(np.int32)),
+                                                     float(scale), int(zero_point))
+        return torch.ops.aten.dequantize(qt).numpy()
+
+    for exercise_id, fn in (("02.1", quantize_tensor), ("02.2", dequantize_tensor)):
+        result = check(exercise_id, fn, verbose=False)
+        assert result.status == "delegated" and result.points == 0, result.message
+        assert "not with torch's kernels" in result.message

@@ -263,6 +263,30 @@ def run_case(exercise: Exercise, case: Case, fn: Callable[..., Any], *, watcher:
     return outcome
 
 
+def uses_torch(exercise: Exercise, cases: Sequence[Case]) -> bool:
+    """Whether ``exercise`` may use torch: its ``allowed`` names torch, or its inputs hold torch objects.
+    Any other exercise works on numpy inputs and is to be written with numpy: a call into torch
+    counts as delegation (torch's kernels would do its job under names no list can enumerate).
+
+    >>> from qlearn.grading import get_exercise
+    >>> ex = get_exercise("02.1")
+    >>> uses_torch(ex, ex.make_cases()), uses_torch(get_exercise("10.2"), [])
+    (False, True)
+    """
+    allows = any(name == "torch" or name.startswith("torch.") for name in exercise.allowed)
+    return allows or _holds_torch([(c.args, dict(c.kwargs)) for c in cases])
+
+
+def _holds_torch(value: Any) -> bool:
+    """Whether ``value`` (nested tuples, lists, dicts) holds a torch object: such an exercise may use
+    torch; one on numpy inputs may not (torch's kernels would do its job under other names)."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_torch(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_torch(v) for v in value.values())
+    return type(value).__module__.split(".")[0] == "torch"
+
+
 def run_cases(exercise: Exercise, fn: Callable[..., Any], cases: Sequence[Case] | None = None, *,
               seed: int | None = None, watch: bool = True, stop_at_first: bool = True) -> list[CaseResult]:
     """Run ``fn`` on ``cases`` (default: ``exercise.make_cases(seed)``) and compare every result.
@@ -278,7 +302,7 @@ def run_cases(exercise: Exercise, fn: Callable[..., Any], cases: Sequence[Case] 
     """
     if cases is None:
         cases = exercise.make_cases(seed)
-    watcher = Watcher(exercise) if watch else None
+    watcher = Watcher(exercise, no_torch=not uses_torch(exercise, cases)) if watch else None
     results = []
     for case in cases:
         result = run_case(exercise, case, fn, watcher=watcher)

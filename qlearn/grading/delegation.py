@@ -102,7 +102,17 @@ class Violation:
             return f"your function called {self.name}, part of the grading package ({GRADING_PACKAGE})"
         if self.kind == "watch":
             return f"your function called {self.name}, which would switch off the check that watches for delegation"
+        if self.kind == "torch":
+            return (f"your function called {self.name}: exercise {exercise_id} takes numpy inputs and is to be "
+                    f"written with numpy, not with torch's kernels")
         return f"your function called {self.name}, the library's own implementation of exercise {exercise_id}"
+
+
+def _torch_dir() -> str | None:
+    """torch's package folder (with a trailing separator), once torch is imported; else None."""
+    torch = sys.modules.get("torch")
+    path = _getattr(torch, "__file__", None) if torch is not None else None
+    return os.path.join(os.path.dirname(path), "") if path else None
 
 
 def _code_key(code: types.CodeType) -> tuple[str, int, str]:
@@ -311,8 +321,9 @@ class Watcher:
     Violation(name='qlearn.affine.quantize', kind='library')
     """
 
-    def __init__(self, exercise: Any, *, import_missing: bool = False) -> None:
+    def __init__(self, exercise: Any, *, import_missing: bool = False, no_torch: bool = False) -> None:
         self.exercise = exercise
+        self.no_torch = no_torch  # any call into torch counts (an exercise on numpy inputs)
         self.exercise_id = getattr(exercise, "id", "?")
         self.import_missing = import_missing
         self.violation: Violation | None = None
@@ -355,6 +366,8 @@ class Watcher:
         name = self._codes.get(_code_key(code))
         if name is None and is_grading_code(code):
             name = "grading:" + grading_name(code)
+        if name is None and self.no_torch and _torch_dir() and code.co_filename.startswith(_torch_dir()):
+            name = "torch:torch." + getattr(code, "co_qualname", code.co_name)
         self._seen[_id(code)] = (code, name)
         return name
 
@@ -365,6 +378,13 @@ class Watcher:
             owner = _getattr(function, "__self__", None)
             if method in self._c_method_names and owner is not None and not _isinstance(owner, _ModuleType):
                 name = self._c.get(_id(_getattr(_type(owner), method, None)))
+        if name is None and self.no_torch:
+            owner = _getattr(function, "__self__", None)
+            module = _getattr(function, "__module__", None) or _getattr(owner, "__module__", None) \
+                or (_getattr(owner, "__name__", None) if _isinstance(owner, _ModuleType) else None) or ""
+            if _isinstance(module, str) and (module == "torch" or module.startswith("torch.")):
+                qualname = str(_getattr(function, "__qualname__", _getattr(function, "__name__", "?")))
+                name = "torch:" + (qualname if qualname.startswith("torch") else "torch." + qualname)
         return name
 
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
@@ -383,6 +403,8 @@ class Watcher:
                 self.violation = Violation(name[len("grading:"):], "grading")
             elif name.startswith("watch:"):
                 self.violation = Violation(name[len("watch:"):], "watch")
+            elif name.startswith("torch:"):
+                self.violation = Violation(name[len("torch:"):], "torch")
             else:
                 self.violation = Violation(name, "library")
             raise DelegationError(self.violation.describe(self.exercise_id))

@@ -58,7 +58,7 @@ import numpy as np
 from qlearn.grading import _sandbox
 from qlearn.grading._plain import PlainError, Unsupported, decode, encode
 from qlearn.grading._sandbox_extract import extract, imported_packages, needed_for
-from qlearn.grading.checker import compare_case
+from qlearn.grading.checker import compare_case, uses_torch
 from qlearn.grading.compare import format_value
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.registry import EXERCISES, exercises_for_lab
@@ -290,17 +290,6 @@ def _nproc_limit() -> int:
     return count + 256
 
 
-def _needs_torch(value: Any) -> bool:
-    """Whether any case input is a torch object. An exercise whose inputs are plain numpy is graded
-    without torch: torch's own kernels (``torch.ops.aten.*``, ``torch._C`` aliases, ...) would do
-    the exercise's job by a path no forbidden list can enumerate."""
-    if isinstance(value, (list, tuple)):
-        return any(_needs_torch(v) for v in value)
-    if isinstance(value, dict):
-        return any(_needs_torch(v) for v in value.values())
-    return type(value).__module__.split(".")[0] == "torch"
-
-
 def _checkout_job() -> dict:
     """The checkout that a scoring child may not read, but for the running Python inside it."""
     checkout, _ = _checkout_secrets()
@@ -484,8 +473,7 @@ def _score_exercise(exercise: Exercise, statements, options: GradeOptions, *, ro
     mode, rebuild = _RESULT_MODES.get(exercise.id, ("value", None))
     statements = needed_for(statements, exercise.function)
     job = {"exercise": exercise.id, "function": exercise.function, "statements": statements,
-           "refused": [] if mode == "calibrate" or _needs_torch([(c.args, dict(c.kwargs)) for c, _, _, _ in cases])
-           else ["torch"],
+           "refused": [] if uses_torch(exercise, [c for c, _, _, _ in cases]) else ["torch"],
            "top_imports": sorted(imported_packages(statements)), "forbidden": list(getattr(exercise, "forbidden", ())),
            "cases": [a for _, _, a, _ in cases], "kwargs": [k for _, _, _, k in cases], "result": mode,
            "protected": [str(_PACKAGE)], "checkout": _checkout_job(), "writable": [str(root)] + (["/tmp"] if _sandbox.bwrap_available() else []),

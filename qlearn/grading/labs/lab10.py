@@ -368,6 +368,7 @@ register(Exercise(
     notebook=NOTEBOOK,
     seed=1002,
     forbidden=("qlearn.bridge.ptq.calibrate", "qlearn.bridge.ptq.quantize_ptq", "qlearn.bridge.export._run",),
+    allowed=("torch",),  # the loop runs a torch model: torch.no_grad() and friends are part of the job
     compare=_compare_calibrated,
     plain_result=False,  # the answer is the model itself: _compare_calibrated checks its exact type
     wrong_answers={
