@@ -251,3 +251,25 @@ def test_the_lab_option_fixes_the_lab_and_both_module_names_work(submissions):
     (row,) = json.loads(proc.stdout)
     assert (row["lab"], row["score"], row["max_score"]) == ("02", 0, 10)
     assert {e["status"] for e in row["exercises"]} == {"not found"}
+
+
+def test_the_sandbox_shows_a_python_or_clone_that_lives_under_tmp(monkeypatch, tmp_path):
+    # bwrap's private /tmp would hide a venv or a clone under /tmp (CI clones there): they are
+    # bound back read-only, and the folders to hide inside them are hidden after that
+    import sys
+
+    from qlearn.grading import _sandbox
+
+    venv = (tmp_path / "clone" / ".venv").resolve()
+    inside, elsewhere = venv / "secret", (tmp_path / "elsewhere").resolve()
+    for folder in (inside, elsewhere):
+        folder.mkdir(parents=True)
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    monkeypatch.setitem(_sandbox._STATE, "bwrap", True)
+    command = _sandbox.wrap(["python"], root=tmp_path / "root", workdir=tmp_path / "root", env={},
+                            hide=[inside, elsewhere])
+    bind = command.index(str(venv))
+    assert command[bind - 1] == "--ro-bind" and command[bind + 1] == str(venv)
+    hidden = command.index(str(inside))
+    assert command[hidden - 1] == "--tmpfs" and hidden > bind  # hidden after the bind that shows it
+    assert str(elsewhere) not in command  # under the private /tmp already

@@ -231,6 +231,9 @@ def _guard(protected, writable, allowed_imports, checkout=None, refused=()):
             "os.forkpty", "pty.spawn", "socket.connect", "socket.bind", "socket.sendto",
             "sys.setprofile", "sys.settrace", "os.kill", "os.killpg", "os.link", "os.symlink"}
     realpath, startswith, fspath = os.path.realpath, str.startswith, os.fspath
+    # the folders whose files and subfolders the learner's code may open: the writable ones, but never
+    # one that holds the checkout (a clone under /tmp, where bwrap's private /tmp is writable)
+    own = tuple(p for p in workdir if not (secret_root and startswith(secret_root, p)))
     own_proc = f"/proc/{os.getpid()}/"
 
     def hook(event, args):
@@ -241,9 +244,9 @@ def _guard(protected, writable, allowed_imports, checkout=None, refused=()):
             if startswith(path, protected):
                 raise PermissionError("the grader does not allow reading the qlearn package's files")
             if secret_root and startswith(path, secret_root) and not startswith(path, readable) \
-                    and not startswith(path, workdir):
+                    and not startswith(path, own):
                 raise PermissionError("the grader does not allow reading the course's files")
-            if not startswith(path, workdir) and os.path.isdir(path):
+            if not startswith(path, own) and os.path.isdir(path):
                 # a folder's descriptor would open files relative to it (dir_fd), past these checks
                 raise PermissionError("the grader does not allow opening folders outside the submission's folder")
             if startswith(path, "/proc/") and not startswith(path, (own_proc, "/proc/self")) and \

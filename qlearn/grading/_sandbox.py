@@ -81,6 +81,29 @@ def limit_prefix(memory: int, nproc: int, cpu: int) -> list[str]:
     return [sys.executable, "-I", "-c", _LAUNCH, str(int(memory)), str(int(nproc)), str(int(cpu)), "--"]
 
 
+_TMP = Path("/tmp").resolve()
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _needed_under_tmp() -> list[Path]:
+    """What the sandboxed Python needs that lies under /tmp (a venv or a clone there): the
+    interpreter's prefixes, the entries of ``sys.path`` and the folder that holds the qlearn
+    package, outermost first and without nesting."""
+    package = Path(__file__).resolve().parent.parent
+    candidates = {Path(sys.prefix), Path(sys.base_prefix), package.parent}
+    candidates |= {Path(p) for p in sys.path if p}
+    found = sorted({c.resolve() for c in candidates if c.exists() and _under(c.resolve(), _TMP)
+                    and c.resolve() != _TMP}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in found:
+        if not any(_under(path, k) for k in kept):
+            kept.append(path)
+    return kept
+
+
 def wrap(argv: list[str], *, root: Path, workdir: Path, env: dict[str, str],
          hide: list[Path] = ()) -> list[str]:
     """``argv`` inside bwrap (see the module doc) if available, else unchanged."""
@@ -88,7 +111,13 @@ def wrap(argv: list[str], *, root: Path, workdir: Path, env: dict[str, str],
         return list(argv)
     command = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
                "--unshare-all", "--die-with-parent", "--new-session"]
+    shown = _needed_under_tmp()
+    for path in shown:  # the private /tmp would hide a Python or a checkout that lives there
+        command += ["--ro-bind", str(path), str(path)]
     for path in hide:
+        path = Path(path).resolve()
+        if _under(path, _TMP) and not any(_under(path, s) for s in shown):
+            continue  # already hidden by the private /tmp
         command += ["--tmpfs", str(path)]
     command += ["--bind", str(root), str(root), "--chdir", str(workdir), "--clearenv"]
     for key, value in env.items():
