@@ -138,22 +138,40 @@ ENGINE_SIMULATIONS: dict[str, str] = {
 }
 
 
+def workers() -> list[str]:
+    """pytest-xdist options: one worker per CPU core, at most 2 (``QLEARN_TEST_WORKERS=1`` turns it off).
+
+    ``--dist loadscope`` keeps every notebook (and every test module) on one worker, so a notebook's
+    cells still run in order in one kernel; different notebooks run side by side.
+    """
+    wanted = os.environ.get("QLEARN_TEST_WORKERS", "").strip()
+    if wanted and not wanted.isdigit():
+        raise SystemExit(f"QLEARN_TEST_WORKERS must be a whole number such as 1 or 2, got {wanted!r}")
+    n = int(wanted) if wanted else min(2, os.cpu_count() or 1)
+    return ["-n", str(n), "--dist", "loadscope"] if n > 1 else []
+
+
 def test_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
     """The README's test command: (title, pytest arguments or None to skip, extra environment)."""
     solutions, students = _notebooks(ROOT / "notebooks"), _notebooks(ROOT / "notebooks" / "student")
+    par = workers()
     return [
         ("unit, property, oracle and doctests",
-         ["tests", "qlearn", "--doctest-modules", "--ignore=tests/browser"], {}),
-        ("solution notebooks, outputs compared (nbval)", ["--nbval", *SANITIZE, *solutions] if solutions else None, {}),
-        ("student notebooks, run top to bottom (nbval-lax)", ["--nbval-lax", *students] if students else None, {}),
+         [*par, "tests", "qlearn", "--doctest-modules", "--ignore=tests/browser"], {}),
+        ("solution notebooks, outputs compared (nbval)",
+         [*par, "--nbval", *SANITIZE, *solutions] if solutions else None, {}),
+        ("student notebooks, run top to bottom (nbval-lax)",
+         [*par, "--nbval-lax", *students] if students else None, {}),
         ("JupyterLab in a headless browser (tests/browser)", ["tests/browser", "-rs"], {}),
     ]
 
 
 def portability_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
-    """The solution notebooks again, outputs compared, on other float-kernel paths."""
+    """The solution notebooks again, outputs compared, on other float-kernel paths (one thread each,
+    so two notebooks run side by side on a 2-core machine)."""
     solutions = _notebooks(ROOT / "notebooks")
-    return [(f"solution notebooks, outputs compared, kernels: {name}", ["--nbval", *SANITIZE, *solutions], env)
+    return [(f"solution notebooks, outputs compared, kernels: {name}",
+             [*workers(), "--nbval", *SANITIZE, *solutions], env)
             for name, env in PORTABILITY_SETTINGS.items()]
 
 
@@ -163,7 +181,7 @@ def engine_stages() -> list[tuple[str, list[str] | None, dict[str, str]]]:
     every kernel). Machine-dependent cells are tagged, so the compared outputs must not change."""
     solutions = _notebooks(ROOT / "notebooks")
     return [(f"solution notebooks, outputs compared, on a simulated machine: {name}",
-             ["-p", "engine_sim.plugin", "--nbval", *SANITIZE, *solutions],
+             ["-p", "engine_sim.plugin", *workers(), "--nbval", *SANITIZE, *solutions],
              {"QLEARN_SIMULATE_ENGINES": engines})
             for name, engines in ENGINE_SIMULATIONS.items()]
 

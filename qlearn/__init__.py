@@ -28,34 +28,49 @@ from qlearn.packing import pack, unpack
 from qlearn.pruning import apply_mask, global_magnitude_masks, ln_structured_mask, magnitude_mask, nm_mask
 from qlearn.qparams import EPS, calc_qparams, qrange
 from qlearn.rounding import ROUNDING_MODES, round_to_int
+from qlearn.sparse_storage import (
+    bitmap_bytes,
+    break_even_sparsity,
+    csr_bytes,
+    dense_bytes,
+    index_bytes,
+    nm_bytes,
+    storage_bytes,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EPS",
     "FORMATS",
-    "FloatFormat",
     "ROUNDING_MODES",
     "EntropyObserver",
+    "FloatFormat",
     "MSEObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "PercentileObserver",
     "apply_mask",
+    "bitmap_bytes",
+    "break_even_sparsity",
     "calc_qparams",
     "code_dtype",
     "cosine_similarity",
+    "csr_bytes",
     "decompose",
+    "dense_bytes",
     "dequantize",
     "dequantize_per_group",
     "fake_quantize",
     "fake_quantize_per_group",
     "global_magnitude_masks",
+    "index_bytes",
     "ln_structured_mask",
     "magnitude_mask",
     "max_abs_error",
     "model_size_bytes",
     "mse",
+    "nm_bytes",
     "nm_mask",
     "pack",
     "qrange",
@@ -66,5 +81,6 @@ __all__ = [
     "round_to_int",
     "sparsity",
     "sqnr_db",
+    "storage_bytes",
     "unpack",
 ]

@@ -28,11 +28,10 @@ acc_dtype=np.int16)``, which exists to show what a too-narrow accumulator does).
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from qlearn._validate import check_int, check_range
+from qlearn._validate import as_int_array, check_int, check_int_pair, check_positive, check_range
 from qlearn.affine import code_dtype, quantize
 
 __all__ = [
@@ -54,41 +53,14 @@ _ACC_DTYPES = (np.int8, np.int16, np.int32, np.int64)
 
 # --- checks -----------------------------------------------------------------------------------
 
-def _int_array(a: object, name: str) -> np.ndarray:
-    """``a`` as a numpy array of integer codes (any integer dtype), else ``TypeError``."""
-    arr = np.asarray(a)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"{name} must hold integer codes (an integer dtype such as uint8 or int8), got dtype "
-            f"{arr.dtype}; quantize real values first (qlearn.quantize)"
-        )
-    return arr
-
-
 def _zero_point(z: object, name: str) -> np.ndarray:
     """A zero-point (an int, or a 1-D array of ints for per-channel) as int64."""
     if np.ndim(z) == 0:
         return np.int64(check_int(z, name))
-    arr = _int_array(z, name)
+    arr = as_int_array(z, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be an int or a 1-D array (one per channel), got shape {arr.shape}")
     return arr.astype(np.int64)
-
-
-def _positive(value: object, name: str) -> np.ndarray:
-    """A positive, finite real (scalar or 1-D array) as float64."""
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{name} must be a positive real number (or a 1-D array of them), got {value!r}")
-    arr = np.asarray(value)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be a positive real number (or a 1-D array of them), got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if arr.ndim > 1:
-        raise ValueError(f"{name} must be a scalar or a 1-D array (one per channel), got shape {arr.shape}")
-    if not (np.isfinite(arr).all() and (arr > 0).all()):
-        bad = arr.reshape(-1)[~(np.isfinite(arr.reshape(-1)) & (arr.reshape(-1) > 0))][0]
-        raise ValueError(f"{name} must be positive and finite, got {float(bad)!r}")
-    return arr
 
 
 # --- 1. the int32 accumulator -----------------------------------------------------------------
@@ -118,8 +90,8 @@ def int_matmul(a_q, b_q, a_zero_point=0, b_zero_point=0, *, acc_dtype=np.int32) 
     >>> int_matmul(*big), int_matmul(*big, acc_dtype=np.int16)   # 64 * 255 * 127 = 2072640
     (array([[2072640]], dtype=int32), array([[-24512]], dtype=int16))
     """
-    a = _int_array(a_q, "a_q")
-    b = _int_array(b_q, "b_q")
+    a = as_int_array(a_q, "a_q")
+    b = as_int_array(b_q, "b_q")
     acc_dtype = np.dtype(acc_dtype)
     if acc_dtype not in [np.dtype(d) for d in _ACC_DTYPES]:
         raise TypeError(f"acc_dtype must be one of int8, int16, int32, int64, got {acc_dtype}")
@@ -160,8 +132,8 @@ def quantize_bias(bias, input_scale, weight_scale) -> np.ndarray:
     >>> quantize_bias(np.array([0.5, 0.5], np.float32), 0.1, np.array([0.01, 0.02]))
     array([500, 250], dtype=int32)
     """
-    s_x = _positive(input_scale, "input_scale")
-    s_w = _positive(weight_scale, "weight_scale")
+    s_x = check_positive(input_scale, "input_scale")
+    s_w = check_positive(weight_scale, "weight_scale")
     if s_x.ndim:
         raise ValueError(f"input_scale must be a single number (activations are per-tensor), got shape {s_x.shape}")
     b = np.asarray(bias)
@@ -222,7 +194,7 @@ def quantize_multiplier(M):
 
 
 def _as_int32(x: object, name: str) -> np.ndarray:
-    arr = _int_array(x, name)
+    arr = as_int_array(x, name)
     if arr.size and (arr.min() < INT32_MIN or arr.max() > INT32_MAX):
         raise ValueError(f"{name} must hold int32 values, got values in [{arr.min()}, {arr.max()}]")
     return arr.astype(np.int64)
@@ -266,8 +238,8 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     >>> rounding_divide_by_pot(np.array([5, -5, 6, -6, 7, -7]), 2)   # 1.25, -1.25, 1.5, -1.5, 1.75, -1.75
     array([ 1, -1,  2, -2,  2, -2])
     """
-    x64 = _int_array(x, "x").astype(np.int64)
-    e = _int_array(exponent, "exponent").astype(np.int64)
+    x64 = as_int_array(x, "x").astype(np.int64)
+    e = as_int_array(exponent, "exponent").astype(np.int64)
     if e.size and (e.min() < 0 or e.max() > 62):
         raise ValueError(f"exponent must be a right shift in 0..62, got values in [{e.min()}, {e.max()}]")
     mask = (np.int64(1) << e) - 1
@@ -303,7 +275,7 @@ def multiply_by_quantized_multiplier(acc, M0, shift, *, single_rounding: bool = 
     >>> multiply_by_quantized_multiplier(acc, M0, shift, single_rounding=True)   # ties up
     array([ 2, -1,  3, -2])
     """
-    shift = _int_array(shift, "shift").astype(np.int64)
+    shift = as_int_array(shift, "shift").astype(np.int64)
     acc64 = _as_int32(acc, "acc")
     m0 = _as_int32(M0, "M0")
     if shift.size and shift.min() < -1:
@@ -340,9 +312,9 @@ def requantize(acc, M0, shift, output_zero_point, qmin, qmax, *, single_rounding
 # --- 4. whole layers ----------------------------------------------------------------------------
 
 def _multiplier(x_scale, w_scale, out_scale, n_out: int):
-    s_x = _positive(x_scale, "x_scale")
-    s_w = _positive(w_scale, "w_scale")
-    s_y = _positive(out_scale, "out_scale")
+    s_x = check_positive(x_scale, "x_scale")
+    s_w = check_positive(w_scale, "w_scale")
+    s_y = check_positive(out_scale, "out_scale")
     if s_x.ndim or s_y.ndim:
         raise ValueError("x_scale and out_scale must be single numbers (activations are per-tensor)")
     if s_w.ndim and s_w.shape != (n_out,):
@@ -354,7 +326,7 @@ def _multiplier(x_scale, w_scale, out_scale, n_out: int):
 def _add_bias(acc: np.ndarray, bias_q, n_out: int) -> np.ndarray:
     if bias_q is None:
         return acc
-    b = _int_array(bias_q, "bias_q")
+    b = as_int_array(bias_q, "bias_q")
     if b.shape != (n_out,):
         raise ValueError(f"bias_q must have shape ({n_out},), one int32 per output, got {b.shape}")
     total = acc.astype(np.int64) + _as_int32(b, "bias_q")
@@ -382,21 +354,13 @@ def quantized_linear(x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias_q, out_scale, 
     ...                  0.05, 128, 0, 255)               # y = [0.0, 0.3] = 0.05 * ([128, 134] - 128)
     array([[128, 134]], dtype=uint8)
     """
-    w = _int_array(w_q, "w_q")
+    w = as_int_array(w_q, "w_q")
     if w.ndim != 2:
         raise ValueError(f"w_q must be (out_features, in_features), got shape {w.shape}")
-    x = _int_array(x_q, "x_q")
+    x = as_int_array(x_q, "x_q")
     M0, shift = _multiplier(x_scale, w_scale, out_scale, w.shape[0])
     acc = _add_bias(int_matmul(x, w.T, x_zp, w_zp), bias_q, w.shape[0])
     return requantize(acc, M0, shift, out_zp, qmin, qmax, single_rounding=single_rounding)
-
-
-def _pair(v: object, name: str) -> tuple[int, int]:
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        v = (v, v)
-    if not (isinstance(v, (tuple, list)) and len(v) == 2):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return check_int(v[0], name), check_int(v[1], name)
 
 
 def im2col(x, kernel_size, stride=1, padding=0, pad_value=0) -> np.ndarray:
@@ -416,9 +380,9 @@ def im2col(x, kernel_size, stride=1, padding=0, pad_value=0) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"x must be NCHW (4-D), got shape {x.shape}")
-    kh, kw = _pair(kernel_size, "kernel_size")
-    sh, sw = _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
+    kh, kw = check_int_pair(kernel_size, "kernel_size")
+    sh, sw = check_int_pair(stride, "stride")
+    ph, pw = check_int_pair(padding, "padding")
     if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
         raise ValueError(
             f"kernel_size and stride must be >= 1 and padding >= 0, got {kernel_size}, {stride}, {padding}"
@@ -450,8 +414,8 @@ def quantized_conv2d(x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias_q, out_scale, 
            [130, 132, 130],
            [129, 130, 129]], dtype=uint8)
     """
-    x = _int_array(x_q, "x_q")
-    w = _int_array(w_q, "w_q")
+    x = as_int_array(x_q, "x_q")
+    w = as_int_array(w_q, "w_q")
     if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
         raise ValueError(
             f"x_q must be (N, C, H, W) and w_q (C_out, C, kh, kw) with the same C, got {x.shape} and {w.shape}"
@@ -464,5 +428,5 @@ def quantized_conv2d(x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias_q, out_scale, 
     rows = cols.transpose(0, 2, 1).reshape(n * length, -1)  # one window per row
     acc = _add_bias(int_matmul(rows, w.reshape(c_out, -1).T, zx, w_zp), bias_q, c_out)  # (N*L, C_out)
     y = requantize(acc, M0, shift, out_zp, qmin, qmax, single_rounding=single_rounding)
-    h_out = (x.shape[2] + 2 * _pair(padding, "padding")[0] - kh) // _pair(stride, "stride")[0] + 1
+    h_out = (x.shape[2] + 2 * check_int_pair(padding, "padding")[0] - kh) // check_int_pair(stride, "stride")[0] + 1
     return y.reshape(n, h_out, length // h_out, c_out).transpose(0, 3, 1, 2)

@@ -12,23 +12,14 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from qlearn._validate import check_finite, check_int
+from qlearn._validate import as_float64, check_int
 
 __all__ = ["cosine_similarity", "max_abs_error", "model_size_bytes", "mse", "sparsity", "sqnr_db"]
 
 
-def _as_float64(x: object, name: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    check_finite(arr, name)
-    return arr
-
-
 def _pair(x: object, y: object, names: tuple[str, str] = ("x", "x_hat")) -> tuple[np.ndarray, np.ndarray]:
     """Both arrays in float64, checked: same shape, non-empty, finite."""
-    a, b = _as_float64(x, names[0]), _as_float64(y, names[1])
+    a, b = as_float64(x, names[0]), as_float64(y, names[1])
     if a.shape != b.shape:
         raise ValueError(f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; they must be equal")
     if a.size == 0:
@@ -119,7 +110,7 @@ def sparsity(x: object) -> float:
     >>> sparsity([[0.0, 1.5], [0.0, -0.0]])
     0.75
     """
-    x = _as_float64(x, "x")
+    x = as_float64(x, "x")
     return float(np.count_nonzero(x == 0) / x.size) if x.size else 0.0
 
 

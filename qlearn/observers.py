@@ -33,12 +33,11 @@ chosen (torch's convention); ``calc_qparams`` then widens it to contain 0.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from qlearn._validate import as_float32, check_axis, check_int, check_range
+from qlearn._validate import as_float32, check_axis, check_bool, check_int, check_range, check_real
 from qlearn.affine import fake_quantize
 from qlearn.qparams import calc_qparams
 
@@ -61,18 +60,6 @@ __all__ = [
 _NO_DATA = "has seen no data; call the observer on a calibration batch first"
 
 
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_real(value: object, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Stateless helpers
 # --------------------------------------------------------------------------------------------
@@ -91,7 +78,7 @@ def moving_average_update(old, new, c: float):
     >>> moving_average_update(np.float32([-1.0, 2.0]), np.float32([-3.0, 2.0]), 0.5)
     array([-2.,  2.], dtype=float32)
     """
-    c = _check_real(c, "c")
+    c = check_real(c, "c")
     if not 0.0 < c <= 1.0:
         raise ValueError(f"c (the averaging constant) must lie in (0, 1], got {c}")
     old = as_float32(old, "old")
@@ -101,7 +88,7 @@ def moving_average_update(old, new, c: float):
 
 
 def _check_percentile(percentile: object) -> float:
-    percentile = _check_real(percentile, "percentile")
+    percentile = check_real(percentile, "percentile")
     if not 50.0 <= percentile <= 100.0:  # also rejects NaN
         raise ValueError(
             f"percentile must lie in [50, 100] (the upper percentile; the lower one is "
@@ -163,7 +150,7 @@ def mse_clip_search(x, qmin: int, qmax: int, num_candidates: int = 100,
     num_candidates = check_int(num_candidates, "num_candidates")
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-    symmetric = _check_bool(symmetric, "symmetric")
+    symmetric = check_bool(symmetric, "symmetric")
     x = as_float32(x, "x").reshape(-1)
     if x.size == 0:
         raise ValueError("x is empty: the search needs at least one value")
@@ -309,7 +296,7 @@ def kl_threshold(hist, bin_edges, num_quant_bins: int, *,
         raise ValueError(f"hist holds counts and must be non-negative, got minimum {hist.min()}")
     if hist.sum() == 0:
         raise ValueError("hist is all zeros: there is no data to calibrate on")
-    if _check_bool(damp_zero_bin, "damp_zero_bin") and hist.size > 1:
+    if check_bool(damp_zero_bin, "damp_zero_bin") and hist.size > 1:
         hist = hist.copy()
         hist[0] = hist[1]  # NVIDIA's calibrator: damp the spike of exact zeros
         if hist.sum() == 0:
@@ -373,7 +360,7 @@ class _Observer:
         self.qmin, self.qmax = check_range(qmin, qmax)
         if self.qmin == self.qmax:
             raise ValueError(f"qmin and qmax must differ, got qmin = qmax = {self.qmin}")
-        self.symmetric = _check_bool(symmetric, "symmetric")
+        self.symmetric = check_bool(symmetric, "symmetric")
         if axis is not None:
             axis = check_int(axis, "axis")
         self.axis = axis
@@ -479,7 +466,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def __init__(self, averaging_constant: float = 0.01, qmin: int = -128, qmax: int = 127,
                  symmetric: bool = False, axis: int | None = None) -> None:
-        c = _check_real(averaging_constant, "averaging_constant")
+        c = check_real(averaging_constant, "averaging_constant")
         if not 0.0 < c <= 1.0:
             raise ValueError(f"averaging_constant must lie in (0, 1], got {c}")
         self.averaging_constant = c
@@ -641,7 +628,7 @@ class EntropyObserver(_ValueObserver):
     def __init__(self, bins: int = 2048, qmin: int = -128, qmax: int = 127,
                  symmetric: bool = False, damp_zero_bin: bool = False) -> None:
         self.bins = check_int(bins, "bins")
-        self.damp_zero_bin = _check_bool(damp_zero_bin, "damp_zero_bin")
+        self.damp_zero_bin = check_bool(damp_zero_bin, "damp_zero_bin")
         super().__init__(qmin, qmax, symmetric, None)
         if self.bins < self.qmax - self.qmin + 1:
             raise ValueError(

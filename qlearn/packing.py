@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qlearn._validate import check_int
+from qlearn._validate import check_bool, check_int
 
 __all__ = ["pack", "unpack"]
 
@@ -28,12 +28,6 @@ def _check_bits(bits: object) -> int:
     if bits not in PACK_BITS:
         raise ValueError(f"bits must be one of {PACK_BITS} (a whole number of codes per byte), got {bits}")
     return bits
-
-
-def _check_signed(signed: object) -> bool:
-    if not isinstance(signed, (bool, np.bool_)):
-        raise TypeError(f"signed must be True or False, got {signed!r}")
-    return bool(signed)
 
 
 def pack(q: object, bits: int, signed: bool = False) -> np.ndarray:
@@ -49,7 +43,7 @@ def pack(q: object, bits: int, signed: bool = False) -> np.ndarray:
     >>> pack([-1, 1, 0, -2], bits=2, signed=True)   # 0b10_00_01_11
     array([135], dtype=uint8)
     """
-    bits, signed = _check_bits(bits), _check_signed(signed)
+    bits, signed = _check_bits(bits), check_bool(signed, "signed")
     codes = np.asarray(q)
     if codes.dtype == bool or not np.issubdtype(codes.dtype, np.integer):
         raise TypeError(f"q must hold integer codes, got dtype {codes.dtype}; quantize first")
@@ -82,7 +76,7 @@ def unpack(packed: object, bits: int, count: int, signed: bool = False) -> np.nd
     >>> unpack(np.array([135], dtype=np.uint8), bits=2, count=4, signed=True)
     array([-1,  1,  0, -2], dtype=int8)
     """
-    bits, signed = _check_bits(bits), _check_signed(signed)
+    bits, signed = _check_bits(bits), check_bool(signed, "signed")
     count = check_int(count, "count")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")

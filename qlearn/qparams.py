@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qlearn._validate import as_float32, check_bits, check_range
+from qlearn._validate import as_float32, check_bits, check_bool, check_range
 
 __all__ = ["EPS", "calc_qparams", "qrange"]
 
@@ -34,10 +34,7 @@ def qrange(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, i
     ((-128, 127), (-127, 127), (0, 255), (-8, 7))
     """
     bits = check_bits(bits)
-    if not isinstance(signed, (bool, np.bool_)):
-        raise TypeError(f"signed must be True or False, got {signed!r}")
-    if not isinstance(narrow, (bool, np.bool_)):
-        raise TypeError(f"narrow must be True or False, got {narrow!r}")
+    signed, narrow = check_bool(signed, "signed"), check_bool(narrow, "narrow")
     if narrow and bits == 1:
         raise ValueError("narrow=True needs bits >= 2: a narrow 1-bit range would hold a single code")
     if signed:
@@ -77,8 +74,7 @@ def calc_qparams(xmin, xmax, qmin: int, qmax: int, symmetric: bool = False):
     (np.float32(1.1920929e-07), -128)
     """
     qmin, qmax = check_range(qmin, qmax)
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+    symmetric = check_bool(symmetric, "symmetric")
     if qmin == qmax:
         raise ValueError(f"qmin and qmax must differ to leave room for more than one code, got {qmin}")
     lo = as_float32(xmin, "xmin", finite=False)

@@ -30,7 +30,8 @@ from qlearn.grading import EXERCISES, check, implementation, reference
 from qlearn.grading.checker import evaluate, run_cases
 from qlearn.grading.delegation import DelegationError, Watcher, resolve_forbidden, resolve_name
 from qlearn.grading.labs import lab10
-from qlearn.qparams import EPS, calc_qparams, qrange
+from qlearn import qparams
+from qlearn.qparams import EPS, calc_qparams
 
 f32 = np.float32
 ALL_IDS = list(EXERCISES)
@@ -61,7 +62,7 @@ def relative_error(x, x_hat):
     return error / size
 
 
-def qrange_(bits, signed=True):
+def qrange(bits, signed=True):
     return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
 
 
@@ -95,8 +96,10 @@ def quantize_tensor(x, scale, zero_point, qmin, qmax):
     return np.clip(v, qmin, qmax).astype(code_dtype(qmin, qmax))
 
 
-def dequantize_tensor(q, scale, zero_point):
-    return ((np.asarray(q).astype(np.int64) - zero_point) * f32(scale)).astype(f32)
+def fake_quantize_tensor(x, scale, zero_point, qmin, qmax):
+    v = np.rint(np.asarray(x, f32) * (f32(1) / f32(scale))) + zero_point
+    q = np.clip(v, qmin, qmax).astype(np.int64)
+    return ((q - zero_point) * f32(scale)).astype(f32), (v < qmin) | (v > qmax)
 
 
 def compute_qparams(xmin, xmax, qmin, qmax):
@@ -137,14 +140,18 @@ def unpack_int4(packed, count):
     return np.where(nibbles >= 8, nibbles - 16, nibbles).astype(np.int8)
 
 
-def percentile_clip_range(x, p):
-    lo, hi = np.percentile(np.asarray(x, f32).reshape(-1).astype(np.float64), [100 - p, p])
-    return f32(lo), f32(hi)
+def percentile_clip_range(x, p, symmetric=False):
+    v = np.asarray(x, f32).reshape(-1).astype(np.float64)
+    if symmetric:
+        t = f32(np.percentile(np.abs(v), p))
+        return -t, t
+    lo, hi = np.percentile(v, [100 - p, p])
+    return f32(min(lo, 0.0)), f32(max(hi, 0.0))  # the range always contains 0
 
 
 def mse_optimal_clip(x, bits, candidates):
     x = np.asarray(x, f32)
-    qmin, qmax = qrange(bits)
+    qmin, qmax = qparams.qrange(bits)  # an allowed helper
     errors = []
     for t in candidates:
         scale, zero_point = calc_qparams(-f32(t), f32(t), qmin, qmax, symmetric=True)
@@ -220,25 +227,166 @@ def weight_code(w, scale, zero_point):
 
 
 def model_size(tensors):
-    return sum(math.ceil(numel * lab10.DTYPE_BITS[dtype] / 8) for dtype, numel in tensors)  # data, not a call
+    total = 0
+    for dtype, shape, qscheme in tensors:
+        numel = 1
+        for n in shape:
+            numel *= n
+        total += -(-numel * lab10.DTYPE_BITS[dtype] // 8)  # DTYPE_BITS: data, not a call
+        if qscheme == "per_channel":
+            total += shape[0] * (8 + 8)  # a float64 scale and an int64 zero-point per channel
+    return total
 
 
-HONEST = {
-    "00.1": clamp, "00.2": num_codes, "00.3": relative_error,
-    "01.1": qrange_, "01.2": saturate_cast, "01.3": decode_float, "01.4": round_to_format,
-    "02.1": quantize_tensor, "02.2": dequantize_tensor, "02.3": compute_qparams, "02.4": symmetric_qparams,
+# --- lab 06 (L06's honest solutions, written apart from lab06.py) ---------------------------------
+
+def _prune_count(amount, count):
+    return amount if isinstance(amount, int) else round(amount * count)
+
+def magnitude_prune_mask(w, amount):
+    keep = np.ones(w.size, bool)
+    keep[np.argsort(np.abs(w).reshape(-1), kind="stable")[:_prune_count(amount, w.size)]] = False
+    return keep.reshape(w.shape)
+
+def ln_structured_prune_mask(w, amount, n, dim):
+    rows = np.moveaxis(np.abs(w.astype(np.float64)), dim, 0).reshape(w.shape[dim], -1)
+    norms = rows.max(axis=1) if n == np.inf else (rows**n).sum(axis=1) ** (1.0 / n)
+    keep = np.ones(len(norms), bool)
+    keep[np.argsort(norms, kind="stable")[:_prune_count(amount, len(norms))]] = False
+    shape = [1] * w.ndim
+    shape[dim % w.ndim] = len(norms)
+    return np.broadcast_to(keep.reshape(shape), w.shape).copy()
+
+def compress_2_4(w, bits):
+    rows, cols = w.shape
+    groups = np.abs(w).reshape(rows, cols // 4, 4)
+    keep = np.ones(groups.shape, bool)
+    np.put_along_axis(keep, np.argsort(groups, axis=-1, kind="stable")[..., :2], False, axis=-1)
+    mask = keep.reshape(rows, cols)
+    kept = rows * cols // 2
+    return (mask, w[mask].reshape(rows, -1), np.nonzero(keep)[2].reshape(rows, -1),
+            -(-kept * bits // 8) + -(-kept * 2 // 8))
+
+def global_prune_masks(weights, amount):
+    mags = np.concatenate([np.abs(w).reshape(-1) for w in weights])
+    keep = np.ones(mags.size, bool)
+    keep[np.argsort(mags, kind="stable")[:_prune_count(amount, mags.size)]] = False
+    return [part.reshape(w.shape) for part, w in zip(np.split(keep, np.cumsum([w.size for w in weights])[:-1]), weights)]
+
+def break_even_sparsity(rows, cols, bits, fmt):
+    def width(v):
+        return next(b for b in (1, 2, 4, 8) if v < 256**b)
+    size, best = rows * cols, None
+    for nnz in range(size + 1):
+        if fmt == "bitmap":
+            cost = -(-size // 8) + -(-nnz * bits // 8)
+        else:
+            cost = -(-nnz * bits // 8) + nnz * width(cols - 1) + (rows + 1) * width(nnz)
+        if cost <= -(-size * bits // 8):
+            best = nnz
+    return None if best is None else 1.0 - best / size
+
+
+# --- lab 11 (L11's honest solutions) -------------------------------------------------------------
+
+def quantize_w8(weight):
+    from qlearn.qparams import EPS  # an allowed helper
+    scale = np.maximum(np.abs(weight).max(axis=1) / np.float32(127), EPS)
+    return np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def quantize_w4(weight, group_size):
+    from qlearn.qparams import EPS
+    out, n = weight.shape
+    g = weight.reshape(out, n // group_size, group_size)
+    lo, hi = np.minimum(g.min(-1), 0), np.maximum(g.max(-1), 0)
+    scale = np.maximum((hi - lo) / np.float32(15), EPS)
+    zp = np.clip(-np.rint(lo / scale), 0, 15)
+    q = np.clip(np.rint(g / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8).reshape(out, n)
+    return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), scale, zp.astype(np.uint8)
+
+
+def w4a16_linear(x, packed, scale, zero_point, group_size, bias=None):
+    q = np.stack([packed & 15, packed >> 4], axis=-1).reshape(packed.shape[0], -1).astype(np.float32)
+    w = (q - np.repeat(zero_point, group_size, 1)) * np.repeat(scale, group_size, 1)
+    y = x @ w.T
+    return y if bias is None else y + bias
+
+
+def retrieval_agreement(reference, embeddings):
+    def nearest(e):
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        s = e @ e.T
+        np.fill_diagonal(s, -np.inf)
+        return s.argmax(1)
+    return float(np.mean(nearest(reference) == nearest(embeddings)))
+
+
+class _FromLabTest:
+    """An honest solution that lives in a lab's own test file (tests/test_labNN.py): written there
+    apart from the lab's reference, and checked there too; looked up when a test here needs it."""
+
+    def __init__(self, module, name, *args):
+        self.module, self.name, self.args = module, name, args
+
+    def load(self):
+        fn = getattr(importlib.import_module(self.module), self.name)
+        return fn(*self.args) if self.args else fn  # _conv("single") builds the solution
+
+    def __repr__(self):
+        return f"{self.module}.{self.name}{self.args or ''}"
+
+
+class _Honest(dict):
+    def __getitem__(self, ex_id):
+        value = super().__getitem__(ex_id)
+        return value.load() if isinstance(value, _FromLabTest) else value
+
+
+HONEST = _Honest({
+    "00.1": clamp, "00.2": num_codes, "00.3": relative_error, "00.4": _FromLabTest("test_lab00", "_bits_while"),
+    "01.1": qrange, "01.2": saturate_cast, "01.3": decode_float, "01.4": round_to_format,
+    "01.5": _FromLabTest("test_lab01", "_encode_frexp"),
+    "02.1": quantize_tensor, "02.2": fake_quantize_tensor, "02.3": compute_qparams, "02.4": symmetric_qparams,
+    "02.5": _FromLabTest("test_lab02", "_pow2_doubling"),
     "03.1": per_channel_qparams, "03.2": quantize_groups, "03.3": pack_int4, "03.4": unpack_int4,
-    "04.1": percentile_clip_range, "04.2": mse_optimal_clip, "04.3": ema_update,
+    "03.5": _FromLabTest("test_lab03", "_compress_float64"),
+    "04.1": percentile_clip_range, "04.2": mse_optimal_clip, "04.3": _FromLabTest("test_lab04", "_kl_loop"),
+    "04.4": ema_update,
     "05.1": int_matmul, "05.2": quantize_multiplier, "05.3": requantize,
-    "10.1": fold_batchnorm, "10.2": calibrate, "10.3": weight_code, "10.4": model_size,
-}
+    "05.4": _FromLabTest("test_lab05", "_conv", "single"),
+    "06.1": magnitude_prune_mask, "06.2": ln_structured_prune_mask, "06.3": compress_2_4,
+    "06.4": global_prune_masks, "06.5": break_even_sparsity,
+    "07.1": _FromLabTest("test_lab07", "_choose_step_by_step"), "07.2": _FromLabTest("test_lab07", "_cubic_alt"),
+    "07.3": _FromLabTest("test_lab07", "_slice_lexsort"), "07.4": _FromLabTest("test_lab07", "_kmeans_loops"),
+    "07.5": _FromLabTest("test_lab07", "_huffman_other_ties"),
+    "08.1": _FromLabTest("test_lab08", "_ste_solution"), "08.2": _FromLabTest("test_lab08", "_lsq_solution"),
+    "08.3": _FromLabTest("test_lab08", "_binary_solution"), "08.4": _FromLabTest("test_lab08", "_ternary_solution"),
+    "08.5": _FromLabTest("test_lab08", "_dp_solution"),
+    "09.1": _FromLabTest("test_lab09", "_time_seconds_first"), "09.2": _FromLabTest("test_lab09", "_qsgd_loop"),
+    "09.3": _FromLabTest("test_lab09", "_ef_with_lists"), "09.4": _FromLabTest("test_lab09", "_int8_reciprocal"),
+    "10.1": fold_batchnorm, "10.2": calibrate, "10.3": weight_code,
+    "10.4": _FromLabTest("test_lab10", "_convert_float64"), "10.5": model_size,
+    "11.1": quantize_w8, "11.2": quantize_w4, "11.3": w4a16_linear, "11.4": retrieval_agreement,
+    "12.1": _FromLabTest("test_lab12", "_qdq_loop"), "12.2": _FromLabTest("test_lab12", "_minmax_two_pass"),
+})
+# Exercises that cannot have an honest solution here, with the reason (none so far: every exercise,
+# torch ones included, has one above or in its lab's test file).
+NO_HONEST: dict[str, str] = {}
+HONEST_IDS = [i for i in HONEST if i in EXERCISES]
 
 
-def test_every_exercise_has_an_honest_solution_here():
-    assert sorted(HONEST) == sorted(ALL_IDS)
+def test_every_exercise_has_an_honest_solution_or_a_reason():
+    missing = sorted(set(EXERCISES) - set(HONEST) - set(NO_HONEST))
+    assert not missing, f"exercises without an honest solution in HONEST (or a reason in NO_HONEST): {missing}"
+    assert not set(HONEST) - set(EXERCISES), f"HONEST solves unknown exercises: {sorted(set(HONEST) - set(EXERCISES))}"
+    assert all(reason.strip() for reason in NO_HONEST.values())
+    local = [i for i in HONEST_IDS if not isinstance(dict.__getitem__(HONEST, i), _FromLabTest)]
+    assert all(HONEST[i].__name__ == EXERCISES[i].function for i in local), (
+        [(i, HONEST[i].__name__, EXERCISES[i].function) for i in local if HONEST[i].__name__ != EXERCISES[i].function])
 
 
-@pytest.mark.parametrize("ex_id", ALL_IDS)
+@pytest.mark.parametrize("ex_id", HONEST_IDS)
 def test_an_honest_solution_passes_under_the_watch(ex_id, quiet):
     result = check(ex_id, HONEST[ex_id], verbose=False)
     assert result.status == "passed", result.message
@@ -350,12 +498,15 @@ def test_delegating_to_a_forbidden_callable_is_rejected(ex_id, name, quiet):
     for fn in (wrapper, namespace["solution"]):
         results = run_cases(ex, fn)
         assert results[0].status == "delegated", (results[0].status, results[0].reason)
-        assert name in results[0].reason
+        # the reason names this callable, or the forbidden one it reaches first (a subclass of a
+        # forbidden class runs the __init__ it inherits from it)
+        assert any(n in results[0].reason for n in (name, *ex.forbidden)), results[0].reason
     result = check(ex_id, wrapper, verbose=False)
     assert (result.status, result.points, result.passed) == ("delegated", 0, False)
     first = result.message.splitlines()[0]
     assert first.startswith(f"Exercise {ex_id} failed: 0/{ex.points} points")
-    assert name in result.message and "allowed:" in result.message and "numpy" in result.message
+    assert any(n in result.message for n in (name, *ex.forbidden))
+    assert "allowed:" in result.message and "numpy" in result.message
 
 
 def test_a_delegation_is_caught_however_the_learner_got_hold_of_it(quiet):
@@ -414,7 +565,7 @@ GRADING_ROUTES = {
 
 
 @pytest.mark.parametrize("route", GRADING_ROUTES)
-@pytest.mark.parametrize("ex_id", ALL_IDS)
+@pytest.mark.parametrize("ex_id", HONEST_IDS)
 def test_anything_from_the_grading_package_is_rejected(ex_id, route, quiet):
     fn = GRADING_ROUTES[route](ex_id)
     results = run_cases(EXERCISES[ex_id], fn)
@@ -627,7 +778,7 @@ def test_disarm_makes_every_forbidden_callable_raise_for_every_alias():
 
 # --- hidden cases -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ex_id", ALL_IDS)
+@pytest.mark.parametrize("ex_id", HONEST_IDS)
 def test_a_secret_seed_changes_the_random_cases_and_keeps_the_edge_cases(ex_id):
     import pickle
 
@@ -671,7 +822,10 @@ def test_torch_kernels_under_other_names_are_rejected_on_numpy_exercises():
                                                      float(scale), int(zero_point))
         return torch.ops.aten.dequantize(qt).numpy()
 
-    for exercise_id, fn in (("02.1", quantize_tensor), ("02.2", dequantize_tensor)):
+    attempts = [(i, fn) for i, fn in (("02.1", quantize_tensor), ("02.2", dequantize_tensor))
+                if EXERCISES[i].function == fn.__name__]  # 02.2 became a fake-quantize round trip
+    assert attempts
+    for exercise_id, fn in attempts:
         result = check(exercise_id, fn, verbose=False)
         assert result.status == "delegated" and result.points == 0, result.message
         assert "not with torch's kernels" in result.message

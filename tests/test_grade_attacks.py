@@ -26,7 +26,9 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from qlearn.grading import _sandbox
+from qlearn.grading.exercise import is_question_id
 from qlearn.grading.grade import GradeOptions, grade_notebooks
+from qlearn.grading.registry import items_for_lab
 from qlearn.grading.student import build_student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,21 @@ LAB00 = ROOT / "notebooks" / "00_welcome.ipynb"
 LAB02 = ROOT / "notebooks" / "02_affine_quantization.ipynb"
 SECRET_VAR = "QLEARN_ATTACK_SECRET"
 MARK = f"777.{secrets.randbelow(10**6)}"  # in the daemons' command lines: find them if they survived
+
+
+# The attacks target lab 00's first three exercises (clamp, num_codes, relative_error) and lab 02's
+# functions by name; the labs may grow (more exercises, graded questions): a lab's other items must
+# simply not pass, and its maximum comes from the catalogue.
+ATTACKED_00 = ("00.1", "00.2", "00.3")
+MAX_00 = sum(item.points for item in items_for_lab("00"))
+MAX_02 = sum(item.points for item in items_for_lab("02"))
+POINTS_00 = sum(item.points for item in items_for_lab("00") if item.id in ATTACKED_00)
+
+
+def _attacked(lab: str, cells: list[str]) -> list[str]:
+    """The exercises of ``lab`` whose function one of ``cells`` defines."""
+    return [item.id for item in items_for_lab(lab) if not is_question_id(item.id)
+            and any(f"def {item.function}(" in cell for cell in cells)]
 
 
 def _solution(path: Path):
@@ -185,23 +202,23 @@ def test_kernel_patches_hooks_and_forged_rows_earn_nothing(executed):
     # the patched json.dumps breaks the kernel's own messages: the run is reported, the score stands
     assert g.error is None and "could not be run" in g.run_error, (g.error, g.run_error)
     assert not g.notes, g.notes  # every pasted cell is valid Python
-    assert (g.score, g.max_score) == (0, 3)
-    assert [e["id"] for e in g.exercises] == ["00.1", "00.2", "00.3"]  # no "00.9", no 1005 points
-    assert [e["status"] for e in g.exercises] == ["not done"] * 3
+    assert (g.score, g.max_score) == (0, MAX_00)
+    assert [e["id"] for e in g.exercises] == [item.id for item in items_for_lab("00")]  # no "00.9", no 1005 points
+    assert {e["status"] for e in g.exercises} == {"not done"}
 
 
 def test_a_fake_qlearn_package_in_the_folder_earns_nothing(executed):
     grades, _, _ = executed
     g = grades["00_fake_qlearn.ipynb"]
-    assert g.error is None and (g.score, g.max_score) == (0, 3)
-    assert [e["status"] for e in g.exercises] == ["not done"] * 3
+    assert g.error is None and (g.score, g.max_score) == (0, MAX_00)
+    assert {e["status"] for e in g.exercises} == {"not done"}
 
 
 def test_a_classmate_survives_vandalism_and_is_graded(executed):
     grades, classmate, outside = executed
     g = grades["00_classmate.ipynb"]
     assert g.error is None and g.run_error is None, (g.error, g.run_error)
-    assert (g.score, g.max_score) == (3, 3)
+    assert (g.score, g.max_score) == (MAX_00, MAX_00)
     assert all(e["status"] == "passed" for e in g.exercises)
     if _sandbox.bwrap_available():  # read-only system view: the files are untouched
         assert json.loads(classmate.read_text())["cells"], "the classmate's notebook was changed"
@@ -212,7 +229,7 @@ def test_daemons_die_and_the_environment_is_clean(executed):
     grades, _, _ = executed
     g = grades["00_vandal.ipynb"]
     assert g.run_error is None, f"the kernel saw the grader's environment or died: {g.run_error}"
-    assert (g.score, g.max_score) == (0, 3)
+    assert (g.score, g.max_score) == (0, MAX_00)
     assert _surviving_daemons() == [], "a process started by a submission outlived its grading"
 
 
@@ -381,15 +398,18 @@ def scored(tmp_path_factory):
     return {Path(g.notebook).name: g for g in grades}
 
 
-def _status(grade) -> dict[str, str]:
-    return {e["id"]: e["status"] for e in grade.exercises}
+def _status(grade, ids=ATTACKED_00) -> dict[str, str]:
+    """The status of the attacked exercises; every other item of the lab must not have passed."""
+    if ids is not None:
+        assert not [e["id"] for e in grade.exercises if e["id"] not in ids and e["status"] == "passed"]
+    return {e["id"]: e["status"] for e in grade.exercises if ids is None or e["id"] in ids}
 
 
 def test_delegating_to_the_grading_package_earns_nothing(scored):
     g = scored["00_delegate_grading.ipynb"]
     assert g.error is None and g.score == 0
     assert _status(g) == {"00.1": "delegated", "00.2": "delegated", "00.3": "delegated"}
-    assert all("qlearn.grading" in e["message"] for e in g.exercises)
+    assert all("qlearn.grading" in e["message"] for e in g.exercises if e["id"] in ATTACKED_00)
 
 
 def test_implementation_is_no_back_door(scored):
@@ -430,10 +450,12 @@ def test_no_environment_no_writes_outside_no_processes_in_the_child(scored):
 
 def test_relabelled_notebooks_are_errors_or_score_against_the_assigned_lab(scored):
     g = scored["02_relabelled.ipynb"]
-    assert g.score == 0 and g.max_score == 10 and "assignment is lab 02" in g.error
+    assert g.score == 0 and g.max_score == MAX_02 and "assignment is lab 02" in g.error
     g = scored["02_relabelled_no_metadata.ipynb"]  # graded as lab 02: none of its functions exist
-    assert g.error is None and (g.score, g.max_score) == (0, 10)
-    assert set(_status(g).values()) == {"not found"}
+    assert g.error is None and g.max_score == MAX_02
+    exercises = [e for e in g.exercises if not is_question_id(e["id"])]
+    assert {e["status"] for e in exercises} == {"not found"} and sum(e["points"] for e in exercises) == 0
+    # (a question's answer is whatever the notebook assigns to its variable, whichever lab wrote it)
     g = scored["00_says_lab99.ipynb"]
     assert g.score == 0 and "'99'" in g.error
     g = scored["99_unknown_lab.ipynb"]
@@ -452,8 +474,10 @@ def test_the_course_checkout_is_out_of_reach(scored):
 def test_torch_is_not_available_to_numpy_exercises(scored):
     g = scored["02_torch_aliases.ipynb"]
     assert g.error is None and g.score == 0
-    statuses = _status(g)
-    assert statuses["02.1"] == "error" and statuses["02.2"] == "error"
+    attacked = _attacked("02", TORCH_ALIASES_02)
+    assert "02.1" in attacked
+    statuses = _status(g, attacked)
+    assert set(statuses.values()) == {"error"}
     assert "not available while this exercise is graded" in " ".join(e["message"] for e in g.exercises)
 
 
@@ -461,21 +485,26 @@ def test_honest_solutions_in_other_styles_earn_full_marks(scored):
     # top-level lambdas, star and try imports, a %%time cell, augmented and comprehension constants
     g = scored["00_honest_styles.ipynb"]
     assert g.error is None, g.error
-    assert (g.score, g.max_score) == (3, 3), [e["message"] for e in g.exercises]
+    assert g.error is None and g.max_score == MAX_00
+    assert _status(g) == dict.fromkeys(ATTACKED_00, "passed"), [e["message"] for e in g.exercises]
+    assert g.score == POINTS_00, [e["message"] for e in g.exercises]
 
 
 def test_delegating_to_the_library_earns_nothing(scored):
     g = scored["02_delegate_library.ipynb"]
-    assert g.error is None and (g.score, g.max_score) == (0, 10)
-    assert set(_status(g).values()) == {"delegated"}
+    assert g.error is None and (g.score, g.max_score) == (0, MAX_02)
+    attacked = _attacked("02", LIBRARY_02)
+    assert len(attacked) >= 3
+    assert set(_status(g, attacked).values()) == {"delegated"}
     assert "qlearn.affine.quantize" in g.exercises[0]["message"]
 
 
 def test_a_mixed_batch_grades_the_honest_notebooks(scored):
-    assert (scored["02_honest.ipynb"].score, scored["02_honest.ipynb"].max_score) == (10, 10)
-    assert all(e["status"] == "passed" and e["hidden_cases"] > 0 for e in scored["02_honest.ipynb"].exercises)
+    assert (scored["02_honest.ipynb"].score, scored["02_honest.ipynb"].max_score) == (MAX_02, MAX_02)
+    assert all(e["status"] == "passed" and (e["hidden_cases"] > 0 or is_question_id(e["id"]))
+               for e in scored["02_honest.ipynb"].exercises)
     assert scored["02_student.ipynb"].score == 0
-    assert set(_status(scored["02_student.ipynb"]).values()) == {"not done"}
+    assert set(_status(scored["02_student.ipynb"], None).values()) == {"not done"}
     assert len(scored) == 15  # every notebook is reported
 
 
@@ -490,23 +519,32 @@ def test_what_a_kernel_writes_to_its_own_stdout_never_reaches_the_grader_output(
                            "--hidden-seeds", "0"], capture_output=True, text=True, timeout=900)
     assert "garbled" not in proc.stdout and "garbled" not in proc.stderr
     (row,) = json.loads(proc.stdout)  # the grader's JSON is intact
-    assert (row["score"], row["max_score"], row["run_error"]) == (0, 3, None)
+    assert (row["score"], row["max_score"], row["run_error"]) == (0, MAX_00, None)
 
 
 def test_the_child_disarms_attributes_before_submodules_and_every_wrapped_layer():
-    # torch.ao.quantization.fuse_modules is both a function and the module defining it, and
-    # qlearn.bridge.ptq.calibrate is wrapped by @torch.no_grad(): neither layer may stay callable.
-    # Run in a subprocess: disarming rewrites the functions for good.
+    # torch.ao.quantization.fuse_modules is both a function and the module defining it, and a
+    # decorated function (functools.wraps, as @torch.no_grad() does) has two layers: neither layer
+    # may stay callable. Run in a subprocess: disarming rewrites the functions for good.
     import subprocess
     import sys
     import textwrap
 
     script = textwrap.dedent("""
-        import qlearn.bridge.ptq as ptq, torch.ao.quantization as taq
+        import functools, sys, types
+        import torch, torch.ao.quantization as taq
         from qlearn.grading import _runner
-        inner = ptq.calibrate.__wrapped__
-        _runner._disarm(["torch.ao.quantization.fuse_modules", "qlearn.bridge.ptq.calibrate"], "10.1")
-        for f in (taq.fuse_modules, ptq.calibrate, inner):
+        module = types.ModuleType("qlearn_fake_bridge")
+        def calibrate(model, loader, num_batches):
+            return model
+        @functools.wraps(calibrate)
+        def wrapper(*args, **kwargs):
+            with torch.no_grad():
+                return calibrate(*args, **kwargs)
+        module.calibrate, module.inner = wrapper, calibrate
+        sys.modules[module.__name__] = module
+        _runner._disarm(["torch.ao.quantization.fuse_modules", "qlearn_fake_bridge.calibrate"], "10.1")
+        for f in (taq.fuse_modules, module.calibrate, module.inner, wrapper.__wrapped__):
             try:
                 f(None, None, 1)
             except _runner.DelegationError:
@@ -516,7 +554,7 @@ def test_the_child_disarms_attributes_before_submodules_and_every_wrapped_layer(
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["disarmed"] * 3, out.stdout
+    assert out.stdout.split() == ["disarmed"] * 4, out.stdout
 
 
 def test_an_output_flood_is_cut_off_and_the_score_still_counts(tmp_path):
@@ -529,4 +567,4 @@ def test_an_output_flood_is_cut_off_and_the_score_still_counts(tmp_path):
     [g] = grade_notebooks([path], options, jobs=1)
     assert g.run_error is not None and "printed more than" in g.run_error, g.run_error
     assert grade_module._MAX_FEEDBACK_OUTPUT < 40 * 2**20
-    assert (g.score, g.max_score) == (3, 3)  # the score never depended on the feedback run
+    assert (g.score, g.max_score) == (MAX_00, MAX_00)  # the score never depended on the feedback run

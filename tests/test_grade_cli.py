@@ -21,7 +21,14 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from qlearn.grade import find_notebooks, main
 from qlearn.grading import EXERCISES
 from qlearn.grading.labs.lab00 import num_codes
+from qlearn.grading.registry import items_for_lab
 from qlearn.grading.student import build_student_notebook
+
+# The notebooks here solve lab 00's first three exercises; the lab may hold more (and graded
+# questions), which these notebooks do not answer: the maximum comes from the catalogue.
+THREE = ("00.1", "00.2", "00.3")
+MAX_00 = sum(item.points for item in items_for_lab("00"))
+MAX_02 = sum(item.points for item in items_for_lab("02"))
 
 SETUP = "import math\nimport numpy as np\nfrom qlearn.grading import check"
 CLAMP = """def clamp(x, lo, hi):
@@ -123,7 +130,13 @@ def cases(tmp_path_factory) -> Path:
 
 
 def _points(row) -> dict[str, int]:
-    return {e["id"]: e["points"] for e in row["exercises"]}
+    """Points of the three exercises these notebooks solve (the lab's other items earn none)."""
+    assert sum(e["points"] for e in row["exercises"] if e["id"] not in THREE) == 0
+    return {e["id"]: e["points"] for e in row["exercises"] if e["id"] in THREE}
+
+
+def _statuses(row) -> list[str]:
+    return [e["status"] for e in row["exercises"] if e["id"] in THREE]
 
 
 def test_folders_are_searched_recursively_without_checkpoints(submissions):
@@ -137,8 +150,9 @@ def test_folders_are_searched_recursively_without_checkpoints(submissions):
 def test_a_full_solution_gets_full_marks(graded):
     _, rows, _ = graded
     row = rows["00_full.ipynb"]
-    assert (row["score"], row["max_score"], row["error"]) == (3, 3, None)
-    assert all(e["passed"] and e["status"] == "passed" for e in row["exercises"])
+    assert (row["score"], row["max_score"], row["error"]) == (3, MAX_00, None)
+    assert _statuses(row) == ["passed"] * 3 and _points(row) == dict.fromkeys(THREE, 1)
+    assert all(e["passed"] == (e["status"] == "passed") for e in row["exercises"])
     assert set(row) >= {"notebook", "score", "max_score", "exercises"}
     assert set(row["exercises"][0]) >= {"id", "points", "max_points", "passed"}
 
@@ -146,8 +160,8 @@ def test_a_full_solution_gets_full_marks(graded):
 def test_the_student_version_gets_zero_and_is_not_an_error(graded):
     _, rows, _ = graded
     row = rows["00_stub.ipynb"]
-    assert (row["score"], row["max_score"], row["error"]) == (0, 3, None)
-    assert [e["status"] for e in row["exercises"]] == ["not done"] * 3
+    assert (row["score"], row["max_score"], row["error"]) == (0, MAX_00, None)
+    assert _statuses(row) == ["not done"] * 3
 
 
 def test_a_syntax_error_costs_only_its_own_exercise(graded):
@@ -162,7 +176,7 @@ def test_printed_text_and_patched_checks_earn_nothing(graded):
     _, rows, _ = graded
     row = rows["00_cheat.ipynb"]
     assert row["error"] is None and row["score"] == 0
-    assert [e["status"] for e in row["exercises"]] == ["failed", "not found", "not found"]
+    assert _statuses(row) == ["failed", "not found", "not found"]
 
 
 def test_unreadable_hanging_and_unknown_notebooks_are_errors_after_the_others(graded):
@@ -173,7 +187,7 @@ def test_unreadable_hanging_and_unknown_notebooks_are_errors_after_the_others(gr
     hang = rows["00_hang.ipynb"]
     assert f"did not finish within {TIMEOUT} s" in hang["run_error"] and "while True:" in hang["run_error"]
     # the score never comes from the kernel: the functions are graded although the run hung
-    assert hang["error"] is None and (hang["score"], hang["max_score"]) == (3, 3)
+    assert hang["error"] is None and (hang["score"], hang["max_score"]) == (3, MAX_00)
     assert "cannot tell which lab" in rows["homework.ipynb"]["error"]
     for name in ("unreadable.ipynb", "00_hang.ipynb", "homework.ipynb"):
         assert f"{name}: " in err, f"stderr does not say why {name} failed"
@@ -199,7 +213,7 @@ def test_gradebook_and_feedback_files(graded, submissions):
     assert len(table) == 8
     by_name = {Path(r["notebook"]).name: r for r in table}
     assert list(table[0])[:5] == ["notebook", "lab", "00.1", "00.2", "00.3"]
-    assert (by_name["00_full.ipynb"]["score"], by_name["00_full.ipynb"]["max_score"]) == ("3", "3")
+    assert (by_name["00_full.ipynb"]["score"], by_name["00_full.ipynb"]["max_score"]) == ("3", str(MAX_00))
     assert by_name["00_tuned.ipynb"]["00.2"] == "0" and by_name["00_tuned.ipynb"]["00.1"] == "1"
     assert "not a readable notebook" in by_name["unreadable.ipynb"]["error"]
     files = sorted((submissions.parent / "feedback").glob("*.md"))
@@ -213,7 +227,7 @@ def test_exit_zero_and_a_table_when_every_notebook_runs(submissions, capsys):
     assert main([str(submissions / "00_stub.ipynb"), "--timeout", TIMEOUT, "--no-execute", "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["notebook", "score", "exercises"]
-    assert out[1].split()[1:] == ["0/3", "00.1", "0/1", "00.2", "0/1", "00.3", "0/1"]
+    assert out[1].split()[1:8] == [f"0/{MAX_00}", "00.1", "0/1", "00.2", "0/1", "00.3", "0/1"]
 
 
 def test_the_command_line_reports_bad_paths_on_stderr(submissions):
@@ -249,7 +263,7 @@ def test_the_lab_option_fixes_the_lab_and_both_module_names_work(submissions):
     )
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
-    assert (row["lab"], row["score"], row["max_score"]) == ("02", 0, 10)
+    assert (row["lab"], row["score"], row["max_score"]) == ("02", 0, MAX_02)
     assert {e["status"] for e in row["exercises"]} == {"not found"}
 
 

@@ -1,5 +1,7 @@
 """Lab 01 references against PyTorch: decode every bit pattern, round the exercise cases, integer ranges."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,20 @@ def test_saturate_cast_differs_from_torch_wrapping_cast():
     wrapped = torch.from_numpy(x).to(torch.int8).numpy()
     assert wrapped.tolist() == [-44, -56, -1, 5]  # torch wraps like numpy
     assert lab01.saturate_cast(x, np.int8).tolist() == [-128, 127, 127, 5]
+
+
+_RAW = {"fp16": (torch.float16, torch.int16), "bf16": (torch.bfloat16, torch.int16),
+        "fp8_e4m3": (torch.float8_e4m3fn, torch.uint8), "fp8_e5m2": (torch.float8_e5m2, torch.uint8)}
+
+
+@pytest.mark.parametrize("case", [c for c in EXERCISES["01.5"].make_cases() if c.args[1].name in _RAW],
+                         ids=lambda c: c.name)
+def test_encode_cases_match_torch_bit_patterns(case):
+    # encode_float's fields, put together, are the bits torch stores (saturating cases: torch's cast
+    # saturates fn formats too, and ieee ones overflow to inf, so those are compared with the max)
+    x, fmt = case.args
+    dtype, raw = _RAW[fmt.name]
+    s, e, m = EXERCISES["01.5"].reference(x, fmt)
+    value = min(abs(x), fmt.max) * (-1.0 if math.copysign(1.0, x) < 0 else 1.0)
+    bits = int(torch.tensor([value], dtype=torch.float32).to(dtype).view(raw).item()) & (2**fmt.bits - 1)
+    assert (s << (fmt.exp_bits + fmt.man_bits)) | (e << fmt.man_bits) | m == bits

@@ -12,16 +12,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import labkit
 from qlearn.grading import EXERCISES, check
 from qlearn.grading.labs import lab02
 
-IDS = ("02.1", "02.2", "02.3", "02.4")
+IDS = ("02.1", "02.2", "02.3", "02.4", "02.5", "02.Q1", "02.Q2")
 EPS32 = np.finfo(np.float32).eps
+_passes = labkit.passes
 
 
-def _passes(exercise_id, fn):
-    result = check(exercise_id, fn, verbose=False)
-    return result.passed, result.message
+def test_lab02_registers_its_exercises_and_questions():
+    labkit.assert_lab_registers(lab02, IDS, "02_affine_quantization", points=15)
+
+
+def test_lab02_exports_what_it_documents():
+    labkit.assert_module_exports(lab02, {"compute_qparams", "fake_quantize_tensor", "quantize_pow2",
+                                         "quantize_tensor", "symmetric_qparams"})
+
+
+def test_importing_lab02_does_not_import_torch():
+    labkit.assert_no_torch_import("qlearn.grading.labs.lab02")
 
 
 # --- correct solutions, written in the ways learners write them ------------------------------
@@ -39,13 +49,31 @@ QUANTIZE_SOLUTIONS = {
         np.rint(x / scale).astype(np.int64) + zero_point, qmin, qmax),
 }
 
-DEQUANTIZE_SOLUTIONS = {
-    "int32 then times a float32 scale (a float64 result)": lambda q, scale, zero_point: (
-        q.astype(np.int32) - zero_point) * scale,
-    "float32 all along": lambda q, scale, zero_point: (q.astype(np.float32) - zero_point) * scale,
-    "int64, cast to float32, times scale": lambda q, scale, zero_point: (
-        q.astype(np.int64) - zero_point).astype(np.float32) * scale,
-    "float64 all along": lambda q, scale, zero_point: (q.astype(np.float64) - zero_point) * float(scale),
+def _fake_int32_times_scale(x, scale, zero_point, qmin, qmax):  # a float64 x_hat
+    v = np.round(x / scale) + zero_point
+    q = np.clip(v, qmin, qmax).astype(np.int32)
+    return (q - zero_point) * scale, (v < qmin) | (v > qmax)
+
+
+def _fake_float64(x, scale, zero_point, qmin, qmax):
+    v = np.rint(x.astype(np.float64) * (1.0 / float(scale))) + zero_point
+    clipped = np.logical_or(v < qmin, v > qmax)
+    return (np.clip(v, qmin, qmax) - zero_point) * float(scale), clipped
+
+
+def _fake_loop(x, scale, zero_point, qmin, qmax):
+    x_hat, clipped = np.zeros(x.shape, np.float32), np.zeros(x.shape, bool)
+    for i in np.ndindex(x.shape):
+        code = round(float(x[i] / scale)) + zero_point  # Python's round: half to even
+        clipped[i] = not qmin <= code <= qmax
+        x_hat[i] = (min(max(code, qmin), qmax) - zero_point) * scale
+    return x_hat, clipped
+
+
+FAKE_QUANTIZE_SOLUTIONS = {
+    "int32 codes times a float32 scale (a float64 result)": _fake_int32_times_scale,
+    "float64 with torch's reciprocal": _fake_float64,
+    "a Python loop": _fake_loop,
 }
 
 
@@ -80,7 +108,7 @@ def _symmetric_float64_cast(xmin, xmax, qmin, qmax):
 
 SOLUTIONS = (
     [("02.1", name, fn) for name, fn in QUANTIZE_SOLUTIONS.items()]
-    + [("02.2", name, fn) for name, fn in DEQUANTIZE_SOLUTIONS.items()]
+    + [("02.2", name, fn) for name, fn in FAKE_QUANTIZE_SOLUTIONS.items()]
     + [("02.3", "Python floats and round()", _qparams_float32),
        ("02.3", "numpy float32", _qparams_numpy),
        ("02.3", "float64, cast to float32 at the end", _qparams_float64_cast),
@@ -102,22 +130,29 @@ def test_correct_solutions_written_differently_pass(exercise_id, name, fn):
 
 
 def test_every_exercise_declares_the_common_wrong_answers():
-    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in IDS}
+    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in IDS if "Q" not in e}
     assert "half away from zero" in names["02.1"]
     assert "missing clamp" in names["02.1"]
     assert "zero-point sign flipped" in names["02.1"]
     assert "int8 cast" in names["02.1"]
-    assert "wraps" in names["02.2"]
+    assert "clipped where the code sits at qmin or qmax" in names["02.2"]
+    assert "beyond the grid's real ends" in names["02.2"]
     assert "off by one" in names["02.3"]
     assert "half away from zero" in names["02.3"]
-    for e in IDS:
+    assert "rounds the step to the nearest power of two" in names["02.5"]
+    assert "missing clamp" in names["02.5"]
+    for e in ("02.1", "02.3", "02.4"):
         assert "returns zeros" in names[e]
 
 
 def test_a_rejected_answer_is_told_why():
-    message = check("02.2", lambda q, scale, zero_point: (q - zero_point) * scale, verbose=False).message
-    assert "case 1 of 10: uint8 codes, zero_point 255" in message  # an edge case, before the random ones
-    assert "q.astype(np.int32)" in message
+    def clipped_at_the_ends(x, scale, zero_point, qmin, qmax):
+        q = np.clip(np.rint(x / scale) + zero_point, qmin, qmax)
+        return ((q - zero_point) * scale).astype(np.float32), (q == qmin) | (q == qmax)
+
+    message = check("02.2", clipped_at_the_ends, verbose=False).message
+    assert message.splitlines()[1].startswith("  case ") and "clipped:" in message
+    assert "hint 1/3" in message and "hint=2" in message
 
 
 def test_a_half_up_rounding_fails_on_the_tie_case_first_and_is_shown_x_over_scale():
@@ -186,14 +221,17 @@ def test_quantize_inputs_hold_ties_saturation_and_one_sided_ranges():
     assert (pos.args[0] > 0).all() and pos.args[2] == pos.args[3]
 
 
-def test_dequantize_inputs_wrap_in_their_own_dtype():
-    wraps = 0
+def test_round_trip_inputs_hold_values_just_past_the_grid():
+    # a value beyond the grid's real end that still rounds to the end code (not clipped), and a tie
+    # just past qmax that rounds to qmax + 1 (clipped): the two definitions of "clipped" disagree there
+    beyond_not_clipped = tie_clipped = 0
     for case in EXERCISES["02.2"].make_cases():
-        q, _, zero_point = case.args
-        wide = q.astype(np.int64) - zero_point
-        narrow = (q - np.asarray(zero_point).astype(q.dtype)).astype(np.int64)
-        wraps += not np.array_equal(wide, narrow)
-    assert wraps >= 3
+        x, scale, zero_point, qmin, qmax = case.args
+        v = np.rint(x / scale) + zero_point
+        real = (x / scale + zero_point > qmax) | (x / scale + zero_point < qmin)
+        beyond_not_clipped += int(np.sum(real & (v >= qmin) & (v <= qmax)))
+        tie_clipped += int(np.sum((x / scale + zero_point == qmax + 0.5) & (v > qmax)))
+    assert beyond_not_clipped >= 2 and tie_clipped >= 1
 
 
 def test_qparams_inputs_hold_ties_eps_and_one_sided_ranges():
@@ -212,16 +250,6 @@ def test_qparams_inputs_hold_ties_eps_and_one_sided_ranges():
     assert any(lab02.compute_qparams(*a)[0] == EPS32 and lab02.compute_qparams(*a)[1] != a[2] for a in args)
 
 
-def test_cases_are_the_same_every_time():
-    for exercise_id in IDS:
-        first = EXERCISES[exercise_id].make_cases()
-        second = EXERCISES[exercise_id].make_cases()
-        for a, b in zip(first, second, strict=True):
-            assert a.name == b.name
-            for u, v in zip(a.args, b.args, strict=True):
-                assert np.array_equal(u, v)
-
-
 def test_symmetric_qparams_rejects_an_unsigned_range():
     with pytest.raises(ValueError, match="signed code range"):
         lab02.symmetric_qparams(np.float32(-1), np.float32(1), 0, 255)
@@ -236,3 +264,72 @@ def test_the_answers_in_the_notebook_hold():
     assert q.tolist() == [0, 100, 102]
     assert np.allclose(dequantize(q, np.float32(0.1), 100), [-10.0, 0.0, 0.2])
     assert (x[1:] / np.float32(0.1)).tolist() == [0.5, 1.5]  # exact ties in float32 as well
+
+
+# --- 02.5: power-of-two scales ------------------------------------------------------------------
+
+def test_quantize_pow2_golden_table():
+    q, scale, zero_point = lab02.quantize_pow2(np.array([-1.0, 0.3, 2.0], np.float32), 0, 255)
+    assert (q.tolist(), scale, zero_point) == ([0, 83, 192], np.float32(2.0**-6), 64)
+    _, scale, _ = lab02.quantize_pow2(np.array([-1.0, 0.25, 0.875], np.float32), 0, 15)
+    assert scale == 0.125  # the step 1.875 / 15 is a power of two already
+    q, scale, zero_point = lab02.quantize_pow2(np.zeros(3, np.float32), -128, 127)
+    assert scale == 2.0**-23 and zero_point == -128 and q.tolist() == [-128] * 3
+
+
+def _pow2_float32_log2(x, qmin, qmax):
+    lo, hi = min(x.min(), np.float32(0)), max(x.max(), np.float32(0))
+    step = max((hi - lo) / np.float32(qmax - qmin), EPS32)
+    scale = np.float32(2) ** np.ceil(np.log2(step))
+    zero_point = int(np.clip(qmin - np.rint(lo / scale), qmin, qmax))
+    return np.clip(np.rint(x / scale) + zero_point, qmin, qmax).astype(np.int64), scale, zero_point
+
+
+def _pow2_doubling(x, qmin, qmax):
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    step = max((hi - lo) / (qmax - qmin), float(EPS32))
+    scale = 2.0**-30
+    while scale < step:
+        scale *= 2
+    while scale / 2 >= step:
+        scale /= 2
+    zero_point = min(max(qmin - round(lo / scale), qmin), qmax)
+    q = np.clip(np.rint(x.astype(np.float64) / scale) + zero_point, qmin, qmax).astype(np.int32)
+    return q, np.float32(scale), zero_point
+
+
+@pytest.mark.parametrize("solution", [_pow2_float32_log2, _pow2_doubling], ids=["float32 log2", "doubling loop"])
+def test_quantize_pow2_other_correct_answers_pass(solution):
+    passed, message = _passes("02.5", solution)
+    assert passed, message
+
+
+def test_pow2_inputs_do_not_depend_on_how_the_exponent_is_computed():
+    cases = EXERCISES["02.5"].make_cases()
+    for case in cases:
+        assert len(lab02._pow2_exponents(*case.args)) == 1, case.name
+    needs_clamp = [c for c in cases if np.any(np.rint(c.args[0] / lab02.quantize_pow2(*c.args)[1])
+                                              + lab02.quantize_pow2(*c.args)[2] > c.args[2])]
+    assert needs_clamp, "no case where the codes need the clamp"
+
+
+def test_pow2_scale_never_clips_and_costs_at_most_a_factor_two():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x = rng.normal(0, rng.uniform(0.01, 100), 64).astype(np.float32)
+        q, scale, zero_point = lab02.quantize_pow2(x, 0, 255)
+        free, _ = lab02.compute_qparams(x.min(), x.max(), 0, 255)
+        assert 1 <= scale / free < 2
+        assert np.log2(scale) == np.round(np.log2(scale))
+
+
+# --- the questions ----------------------------------------------------------------------------
+
+def test_question_02_q1_is_what_quantize_gives():
+    code = lab02.quantize_tensor(np.array([0.625], np.float32), np.float32(0.25), 3, 0, 7)[0]
+    assert code == 5 and _passes("02.Q1", 5)[0] and not _passes("02.Q1", 6)[0]
+
+
+def test_question_02_q2_the_loss_is_below_one_bit():
+    assert _passes("02.Q2", "c")[0] and not _passes("02.Q2", "b")[0]
+    assert 20 * np.log10(2) < 6.03

@@ -22,11 +22,22 @@ def test_quantize_cases_match_torch(case):
 
 
 @pytest.mark.parametrize("case", EXERCISES["02.2"].make_cases(), ids=lambda c: c.name)
-def test_dequantize_cases_match_torch(case):
-    q, scale, zero_point = case.args
-    expected = EXERCISES["02.2"].reference(*case.args)
-    got = (torch.from_numpy(q.astype(np.int64)) - zero_point).to(torch.float32) * torch.tensor(scale)
-    assert np.array_equal(expected, got.numpy())
+def test_fake_quantize_cases_match_torch(case):
+    # x_hat is torch's fake-quantization; clipped is where torch's codes before the clamp leave the range
+    x, scale, zero_point, qmin, qmax = case.args
+    x_hat, clipped = EXERCISES["02.2"].reference(*case.args)
+    theirs = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), float(scale), int(zero_point), qmin, qmax)
+    assert np.array_equal(x_hat, theirs.numpy())
+    codes = torch.round(torch.from_numpy(x) * (1 / torch.tensor(scale))) + zero_point
+    assert np.array_equal(clipped, ((codes < qmin) | (codes > qmax)).numpy())
+
+
+@pytest.mark.parametrize("case", EXERCISES["02.5"].make_cases(), ids=lambda c: c.name)
+def test_pow2_codes_are_torch_codes_with_that_scale(case):
+    x, qmin, qmax = case.args
+    q, scale, zero_point = EXERCISES["02.5"].reference(*case.args)
+    assert np.log2(scale) == np.round(np.log2(scale))
+    assert np.array_equal(q.astype(np.int64), _torch_codes(x, scale, zero_point, qmin, qmax))
 
 
 def _observer(qmin, qmax, symmetric):

@@ -12,16 +12,29 @@ import numpy as np
 import pytest
 import torch
 
-from qlearn.grading import EXERCISES, check
+import labkit
+from qlearn.grading import EXERCISES
 from qlearn.grading.labs import lab03
-from qlearn.qparams import calc_qparams
+from qlearn.grading.registry import get_item as labkit_item
+from qlearn.packing import pack, unpack
+from qlearn.qparams import calc_qparams, qrange
 
-IDS = ("03.1", "03.2", "03.3", "03.4")
+IDS = ("03.1", "03.2", "03.3", "03.4", "03.5", "03.Q1", "03.Q2")
+EXERCISE_IDS = tuple(i for i in IDS if "Q" not in i)
+_passes = labkit.passes
 
 
-def _passes(exercise_id, fn):
-    result = check(exercise_id, fn, verbose=False)
-    return result.passed, result.message
+def test_lab03_registers_its_exercises_and_questions():
+    labkit.assert_lab_registers(lab03, IDS, "03_granularity", points=15)
+
+
+def test_lab03_exports_what_it_documents():
+    labkit.assert_module_exports(lab03, {"compress_groups", "pack_int4", "per_channel_qparams",
+                                         "quantize_groups", "unpack_int4"})
+
+
+def test_importing_lab03_does_not_import_torch():
+    labkit.assert_no_torch_import("qlearn.grading.labs.lab03")
 
 
 # --- correct solutions, written the ways learners write them ---------------------------------
@@ -104,7 +117,35 @@ def _unpack_loop(packed, count):
     return np.array(out[:count], dtype=np.int16)
 
 
+def _compress_with_own_pieces(w, bits, group_size):
+    # group quantization as in 03.2, then a loop that packs 8 // bits codes per byte
+    rows, cols = w.shape
+    qmin, qmax = qrange(bits)
+    q, scale, _ = _groups_division(w, group_size, qmin, qmax, True)
+    flat = [int(v) & (2**bits - 1) for v in q.reshape(-1)]
+    per = 8 // bits
+    flat += [0] * (-len(flat) % per)
+    packed = [sum(flat[i + j] << (bits * j) for j in range(per)) for i in range(0, len(flat), per)]
+    return np.array(packed, dtype=np.uint8), scale
+
+
+def _compress_float64(w, bits, group_size):
+    rows, cols = w.shape
+    qmin, qmax = qrange(bits)
+    g = w.reshape(rows, -1, group_size).astype(np.float64)
+    m = np.maximum(-np.minimum(g.min(axis=2), 0), np.maximum(g.max(axis=2), 0)).astype(np.float32)
+    scale = np.maximum(m / np.float32((qmax - qmin) / 2), np.finfo(np.float32).eps).astype(np.float32)
+    q = np.clip(np.rint(g / scale[..., None]), qmin, qmax).astype(np.int64).reshape(-1)
+    q = np.concatenate([q, np.zeros(-q.size % (8 // bits), np.int64)]) & (2**bits - 1)
+    packed = np.zeros(q.size // (8 // bits), np.uint8)
+    for j in range(8 // bits):
+        packed |= (q[j::8 // bits] << (bits * j)).astype(np.uint8)
+    return packed, scale
+
+
 SOLUTIONS = [
+    ("03.5", "03.2 and a packing loop", _compress_with_own_pieces),
+    ("03.5", "float64 groups, strided packing, no calc_qparams", _compress_float64),
     ("03.1", "a Python loop with np.take", _per_channel_loop),
     ("03.1", "min/max over every other axis", _per_channel_reduce),
     ("03.2", "division in float32", _groups_division),
@@ -131,12 +172,13 @@ def test_correct_solutions_written_differently_pass(exercise_id, name, fn):
 
 
 def test_the_brief_s_wrong_answers_are_declared():
-    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in IDS}
+    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in EXERCISE_IDS}
     assert "per-tensor instead of per-channel" in names["03.1"]
     assert "wrong axis" in names["03.1"]
     assert "groups across rows" in names["03.2"]
     assert "nibble order swapped" in names["03.3"] and "nibble order swapped" in names["03.4"]
     assert "sign not restored" in names["03.4"]
+    assert "always two codes per byte" in names["03.5"] and "no padding" in names["03.5"]
 
 
 # --- the references agree with torch, the cases cover the edges ------------------------------
@@ -173,3 +215,83 @@ def test_promised_edge_cases_are_present():
     assert {0, 1, -1} <= axes
     groups = EXERCISES["03.2"].make_cases()
     assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in groups)   # square: axis confusion shows
+
+
+# --- 03.5: a layer stored in packed groups ------------------------------------------------------
+
+def test_compress_groups_unpacks_to_the_group_codes():
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 0.1, (6, 32)).astype(np.float32)
+    for bits in (2, 4, 8):
+        packed, scale = lab03.compress_groups(w, bits, 8)
+        qmin, qmax = qrange(bits)
+        q, s, z = lab03.quantize_groups(w, 8, qmin, qmax, True)
+        assert packed.dtype == np.uint8 and packed.size == w.size * bits // 8
+        assert np.array_equal(unpack(packed, bits, w.size, signed=True), q.reshape(-1))
+        assert np.array_equal(scale, s) and not z.any()
+
+
+def test_compress_cases_cover_every_width_padding_and_layout():
+    cases = EXERCISES["03.5"].make_cases()
+    assert {c.args[1] for c in cases} == {2, 4, 8}
+    assert any(c.args[0].size * c.args[1] % 8 for c in cases)  # padding needed
+    assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in cases)  # square
+    for case in cases:
+        w, bits, group_size = case.args
+        assert lab03._group_codes_agree(w, group_size, *qrange(bits), True), case.name
+
+
+def test_compress_groups_called_on_the_library_is_delegation():
+    def delegating(w, bits, group_size):
+        q, scale, _ = lab03.quantize_groups(w, group_size, *qrange(bits), True)
+        return pack(q, bits, signed=True), scale
+
+    passed, message = _passes("03.5", delegating)
+    assert not passed
+
+
+# --- the questions ----------------------------------------------------------------------------
+
+def test_question_03_q2_bits_per_weight():
+    assert 4 + 32 / 16 == labkit_item("03.Q2").answer
+    assert _passes("03.Q2", 6.0)[0] and not _passes("03.Q2", 4.0)[0]
+
+
+def test_question_03_q1_a_channel_far_below_half_a_step_uses_one_level():
+    qmin, qmax = qrange(4)
+    scale, _ = calc_qparams(np.float32(-0.45), np.float32(0.45), qmin, qmax, symmetric=True)
+    channel = np.random.default_rng(0).uniform(-1e-4, 1e-4, 144).astype(np.float32)
+    assert np.unique(np.clip(np.rint(channel / scale), qmin, qmax)).tolist() == [0]
+    assert _passes("03.Q1", 1)[0] and not _passes("03.Q1", 16)[0]
+
+
+# --- the explorer of section 2 (qlearn/viz/granularity.py) --------------------------------------
+
+def test_granularity_explorer_draws_with_the_quantizer_it_is_given():
+    from qlearn.viz.granularity import GranularityExplorer
+
+    rng = np.random.default_rng(0)
+    weights = {"conv": rng.normal(0, 1, (4, 2, 3, 3)).astype(np.float32),
+               "linear": rng.normal(0, 1, (3, 16)).astype(np.float32)}
+    calls = []
+
+    def quantize(rows, bits, granularity):
+        calls.append((rows.shape, bits, granularity))
+        step = np.abs(rows).max() / (2 ** (bits - 1) - 1)
+        return np.rint(rows / step) * step
+
+    explorer = GranularityExplorer(weights, "conv", quantize, bits=4)
+    assert calls[-1] == ((4, 18), 4, "per-tensor")
+    explorer.update(layer="linear", bits=2, granularity="per-channel")
+    assert calls[-1] == ((3, 16), 2, "per-channel")
+    assert explorer._summary() == "GranularityExplorer(layer='linear', bits=2, granularity='per-channel')"
+    assert "SQNR of the layer" in explorer.readout.value and len(explorer.axes[1].patches) == 3
+    with pytest.raises(ValueError, match="layer 'fc' is not in weights"):
+        GranularityExplorer(weights, "fc", quantize)
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        GranularityExplorer(weights, "conv", quantize, granularity="per-row")
+
+
+def test_granularity_module_exports_and_keeps_torch_out():
+    labkit.assert_module_exports("qlearn.viz.granularity", {"GRANULARITIES", "GranularityExplorer", "draw_channels"})
+    labkit.assert_no_torch_import("qlearn.viz.granularity")

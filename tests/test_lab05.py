@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import math
 
+import labkit
 import numpy as np
 import pytest
 
-from qlearn.grading import EXERCISES, check
-from qlearn.grading.checker import evaluate
+from qlearn import intops
+from qlearn.grading import EXERCISES, QUESTIONS
 from qlearn.grading.labs import lab05
 
-IDS = ("05.1", "05.2", "05.3")
+EXERCISE_IDS = ("05.1", "05.2", "05.3", "05.4")
+QUESTION_IDS = ("05.Q1", "05.Q2", "05.Q3")
+IDS = EXERCISE_IDS + QUESTION_IDS
+NOTEBOOK = "05_integer_only_inference"
 
 
-def _passes(exercise_id, fn):
-    result = check(exercise_id, fn, verbose=False)
-    return result.passed, result.message
+def test_lab05_registers_its_exercises_and_questions():
+    labkit.assert_lab_registers(lab05, IDS, NOTEBOOK, points=18)
+
+
+def test_lab05_exports_its_references():
+    labkit.assert_module_exports(lab05, {"conv2d_int8", "int_matmul", "quantize_multiplier", "requantize"})
+
+
+def test_importing_lab05_does_not_import_torch():
+    labkit.assert_no_torch_import("qlearn.grading.labs.lab05")
 
 
 # --- correct solutions, written in the ways learners write them ------------------------------
@@ -95,6 +106,37 @@ def _requantize_uint8_result(acc, M0, shift, output_zero_point, qmin, qmax):
     return y.astype(np.uint8) if qmin >= 0 and qmax <= 255 else y.astype(np.int8)
 
 
+def _conv(rounding):
+    """An honest 05.4: the zero-point term folded per channel, windows by slicing, three roundings."""
+    def conv2d_int8(x_q, s_x, z_x, w_q, s_w, bias, s_y, z_y, stride=1, padding=0):
+        c_out, _, kh, kw = w_q.shape
+        w = w_q.astype(np.int64)
+        folded = intops.quantize_bias(bias, s_x, s_w).astype(np.int64) - z_x * w.reshape(c_out, -1).sum(1)
+        x = np.pad(x_q.astype(np.int64), ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+                   constant_values=z_x)
+        h_out = (x.shape[2] - kh) // stride + 1
+        w_out = (x.shape[3] - kw) // stride + 1
+        acc = np.zeros((len(x), c_out, h_out, w_out), np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                window = x[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride]
+                acc += np.einsum("nchw,oc->nohw", window, w[:, :, i, j])
+        acc += folded[None, :, None, None]
+        out = np.empty_like(acc)
+        for c in range(c_out):
+            M = s_x * float(s_w[c]) / s_y
+            M0, shift = _multiplier_frexp(M)
+            if rounding == "gemmlowp":
+                out[:, c] = _requantize_gemmlowp(acc[:, c], M0, shift, z_y, 0, 255)
+            elif rounding == "float32":  # qnnpack's requantization: float32 product, ties to even
+                scale = np.float32(np.float32(s_x) * np.float32(s_w[c]) / np.float32(s_y))
+                out[:, c] = np.clip(np.rint(acc[:, c].astype(np.float32) * scale) + z_y, 0, 255)
+            else:
+                out[:, c] = _requantize_single(acc[:, c], M0, shift, z_y, 0, 255)
+        return out.astype(np.uint8)
+    return conv2d_int8
+
+
 SOLUTIONS = [
     ("05.1", "int32, then @", _matmul_int32),
     ("05.1", "int64, a loop over k", _matmul_int64_loop),
@@ -106,13 +148,75 @@ SOLUTIONS = [
     ("05.3", "gemmlowp's two roundings", _requantize_gemmlowp),
     ("05.3", "a float64 product", _requantize_float64),
     ("05.3", "one rounding, returned as uint8/int8", _requantize_uint8_result),
+    ("05.4", "windows by slicing, one rounding in int64", _conv("single")),
+    ("05.4", "windows by slicing, gemmlowp's two roundings", _conv("gemmlowp")),
+    ("05.4", "windows by slicing, float32 requantization (qnnpack's)", _conv("float32")),
 ]
 
 
-@pytest.mark.parametrize(("exercise_id", "name", "fn"), SOLUTIONS, ids=[f"{e} {n}" for e, n, _ in SOLUTIONS])
+@pytest.mark.parametrize(("exercise_id", "name", "fn"), SOLUTIONS, ids=labkit.solution_ids(SOLUTIONS))
 def test_correct_solutions_written_differently_pass(exercise_id, name, fn):
-    passed, message = _passes(exercise_id, fn)
+    passed, message = labkit.passes(exercise_id, fn)
     assert passed, message
+
+
+@pytest.mark.parametrize("rounding", ["single", "gemmlowp", "float32"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 20261129])
+def test_conv_accepts_every_correct_rounding_on_hidden_seeds(rounding, seed):
+    # the grader draws secret seeds: a correct rounding must pass there too, not only on the visible one
+    ex = EXERCISES["05.4"]
+    for case in ex.make_cases(seed):
+        assert ex.compare_output(_conv(rounding)(*case.args), ex.reference(*case.args)) is None, case.name
+
+
+@pytest.mark.parametrize("seed", [504, 7, 20261129])
+def test_conv_rejects_every_wrong_answer_on_other_seeds(seed):
+    ex = EXERCISES["05.4"]
+    cases = ex.make_cases(seed)
+    for name, wrong in ex.wrong_answers.items():
+        with labkit.quiet():
+            rejected = any(ex.compare_output(wrong(*c.args), ex.reference(*c.args)) is not None for c in cases)
+        assert rejected, name
+
+
+def test_conv_reference_agrees_with_torch_quantized_conv_per_channel():
+    torch = pytest.importorskip("torch")
+    from qlearn.bridge import supported_engines
+    from qlearn.bridge.reference_layers import torch_conv2d_codes
+
+    for case in EXERCISES["05.4"].make_cases()[:6]:  # per-tensor-like and per-channel scales 100x apart
+        x_q, s_x, z_x, w_q, s_w, bias, s_y, z_y, stride, padding = case.args
+        if x_q.max() > 127:
+            continue  # 8-bit inputs can saturate fbgemm's pair sums (lab 05, section 3)
+        ours = lab05.conv2d_int8(*case.args).astype(np.int64)
+        x_t = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x_q), s_x, z_x)
+        w_t = torch._make_per_channel_quantized_tensor(torch.from_numpy(w_q), torch.from_numpy(s_w.astype(np.float64)),
+                                                       torch.zeros(len(s_w), dtype=torch.int64), 0)
+        for engine in [e for e in ("fbgemm", "x86", "qnnpack") if e in supported_engines()]:
+            theirs = torch_conv2d_codes(engine, x_t, w_t, bias, s_y, z_y, stride, padding)
+            diff = np.abs(ours - theirs)
+            assert diff.max() <= 1 and np.mean(diff == 0) > 0.99, (case.name, engine)
+
+
+QUESTION_ANSWERS = {"05.Q1": (26, [25, 16, 32]), "05.Q2": ("b", ["a", "c", "d"]), "05.Q3": ("b", ["a", "c", "d"])}
+
+
+@pytest.mark.parametrize("question_id", QUESTION_IDS)
+def test_questions_accept_the_answer_and_reject_the_others(question_id):
+    right, wrongs = QUESTION_ANSWERS[question_id]
+    assert labkit.passes(question_id, right)[0]
+    for wrong in wrongs:
+        assert not labkit.passes(question_id, wrong)[0], wrong
+
+
+def test_question_answers_are_what_the_notebook_computes():
+    # 05.Q1: the worst sum of a 3x3 convolution over 64 channels, sign bit included
+    assert (576 * 255 * 128).bit_length() + 1 == QUESTIONS["05.Q1"].answer
+    # 05.Q2: a floor errs by -1/2 on average over fractions spread evenly
+    acc = np.random.default_rng(0).integers(-100_000, 100_000, 100_000)
+    M0, shift = intops.quantize_multiplier(0.0042)
+    floor = (acc * M0) >> (31 + shift)
+    assert abs(np.mean(floor - acc * 0.0042) + 0.5) < 0.01 and QUESTIONS["05.Q2"].answer == "b"
 
 
 # --- the references and the wrong answers ----------------------------------------------------
@@ -122,22 +226,22 @@ def test_correct_solutions_written_differently_pass(exercise_id, name, fn):
 
 
 def test_every_exercise_declares_the_typical_wrong_answers():
-    names = {e: " | ".join(EXERCISES[e].wrong_answers) for e in IDS}
-    for word in ("int16", "int8", "zero-point", "wraps"):
-        assert word in names["05.1"]
-    for word in ("outside [2**30, 2**31)", "sign flipped", "truncates", "renormalisation", "off by one"):
-        assert word in names["05.2"]
-    for word in ("truncates", "missing saturation", "sign flipped", "off by one", "int32"):
-        assert word in names["05.3"]
+    labkit.assert_wrong_answers_declared("05.1", "int16", "int8", "zero-point", "wraps")
+    labkit.assert_wrong_answers_declared("05.2", "outside [2**30, 2**31)", "sign flipped", "truncates",
+                                         "renormalisation", "off by one")
+    labkit.assert_wrong_answers_declared("05.3", "truncates", "missing saturation", "sign flipped", "off by one",
+                                         "int32")
+    labkit.assert_wrong_answers_declared("05.4", "code 0 instead of the zero-point", "one multiplier",
+                                         "floors", "without saturating", "flips the kernel")
 
 
 def test_a_rejected_answer_is_told_why():
-    message = evaluate(EXERCISES["05.1"], EXERCISES["05.1"].wrong_answers["accumulates in int16 (the sums wrap)"],
-                       watch=False)[1]
-    assert "int16 accumulator" in message
-    message = evaluate(EXERCISES["05.3"], EXERCISES["05.3"].wrong_answers["multiplies in int32 (the product wraps)"],
-                       watch=False)[1]
-    assert "int64" in message
+    labkit.assert_rejected("05.1", EXERCISES["05.1"].wrong_answers["accumulates in int16 (the sums wrap)"],
+                           says=("wrap around",))
+    labkit.assert_rejected("05.3", EXERCISES["05.3"].wrong_answers["multiplies in int32 (the product wraps)"],
+                           says=("bits does that product need",))
+    labkit.assert_rejected("05.4", EXERCISES["05.4"].wrong_answers["floors instead of rounding (a plain >> shift)"],
+                           says=("codes are identical",))
 
 
 # --- the inputs ------------------------------------------------------------------------------------
@@ -195,14 +299,9 @@ def test_agreeing_replaces_exactly_the_disagreeing_values():
     assert kept.tolist() == [0, 0, 0, 700, 100]
 
 
-def test_cases_are_the_same_every_time():
-    for exercise_id in IDS:
-        first = EXERCISES[exercise_id].make_cases()
-        second = EXERCISES[exercise_id].make_cases()
-        for a, b in zip(first, second, strict=True):
-            assert a.name == b.name
-            for u, v in zip(a.args, b.args, strict=True):
-                assert np.array_equal(u, v)
+@pytest.mark.parametrize("exercise_id", EXERCISE_IDS)
+def test_cases_are_the_same_every_time(exercise_id):
+    labkit.assert_cases_deterministic(exercise_id)
 
 
 def test_the_answers_in_the_notebook_hold():

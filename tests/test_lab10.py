@@ -11,18 +11,16 @@ from __future__ import annotations
 import copy
 import io
 import itertools
-import subprocess
-import sys
-import warnings
 import zipfile
 
+import labkit
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.ao import quantization as tq
 
-from qlearn.grading import EXERCISES, check
+from qlearn.grading import EXERCISES
 from qlearn.grading.checker import evaluate
 from qlearn.grading.labs import lab10
 from qlearn.grading.labs.lab10 import (
@@ -30,39 +28,53 @@ from qlearn.grading.labs.lab10 import (
     FakeLoader,
     TinyObservedModel,
     calibrate,
+    convert_conv_bn,
     fold_batchnorm,
     model_size,
     weight_code,
 )
 
-IDS = ("10.1", "10.2", "10.3", "10.4")
+EXERCISE_IDS = ("10.1", "10.2", "10.3", "10.4", "10.5")
+QUESTION_IDS = ("10.Q1", "10.Q2", "10.Q3")
 f32 = np.float32
 
 
 def _passes(exercise_id, fn):
-    result = check(exercise_id, fn, verbose=False)
-    return result.passed, result.message
+    return labkit.passes(exercise_id, fn)
 
 
 @pytest.fixture
 def quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
+    with labkit.quiet():  # torch.ao.quantization's deprecation notices
         yield
 
 
-def test_lab10_registers_four_exercises_for_its_notebook():
-    exercises = [EXERCISES[i] for i in IDS]
-    assert [ex.function for ex in exercises] == ["fold_batchnorm", "calibrate", "weight_code", "model_size"]
-    assert {ex.notebook for ex in exercises} == {"10_resnet_ptq"}
-    assert sum(ex.points for ex in exercises) == 9
+def test_lab10_registers_its_exercises_and_questions():
+    labkit.assert_lab_registers(lab10, EXERCISE_IDS + QUESTION_IDS, "10_resnet_ptq", points=16)
+    exercises = [EXERCISES[i] for i in EXERCISE_IDS]
+    assert [ex.function for ex in exercises] == ["fold_batchnorm", "calibrate", "weight_code", "convert_conv_bn",
+                                                 "model_size"]
     assert all(len(ex.wrong_answers) >= 5 for ex in exercises)
 
 
 def test_importing_the_lab_module_does_not_import_torch():
-    code = "import sys; import qlearn.grading.labs.lab10; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    labkit.assert_no_torch_import("qlearn.grading.labs.lab10")
+
+
+@pytest.mark.parametrize("exercise_id", ["10.1", "10.3", "10.4", "10.5"])
+def test_cases_are_the_same_every_time(exercise_id):
+    labkit.assert_cases_deterministic(exercise_id)
+
+
+QUESTION_ANSWERS = {"10.Q1": ("b", ["a", "c", "d"]), "10.Q2": ("b", ["a", "c", "d"]), "10.Q3": ("a", ["b", "c", "d"])}
+
+
+@pytest.mark.parametrize("question_id", QUESTION_IDS)
+def test_questions_accept_the_answer_and_reject_the_others(question_id):
+    right, wrongs = QUESTION_ANSWERS[question_id]
+    assert labkit.passes(question_id, right)[0]
+    for wrong in wrongs:
+        assert not labkit.passes(question_id, wrong)[0], wrong
 
 
 # --- 10.1: fold_batchnorm ---------------------------------------------------------------------
@@ -245,8 +257,8 @@ def test_weight_code_with_division_fails_only_on_the_documented_case():
     def division(w, scale, zero_point):
         return np.clip(np.rint(np.asarray(w, f32) / scale) + zero_point, -128, 127).astype(np.int8)
 
-    result = check("10.3", division, verbose=False)
-    assert not result.passed and "the kernel's reciprocal decides" in result.message
+    passed, message = labkit.passes("10.3", division)
+    assert not passed and "the kernel's reciprocal decides" in message
     ex = EXERCISES["10.3"]
     for case in ex.make_cases():
         same = ex.compare_output(division(*case.args), weight_code(*case.args)) is None
@@ -271,15 +283,118 @@ def test_weight_code_matches_torch_per_tensor_with_ties_and_saturation():
         np.testing.assert_array_equal(weight_code(w, scale, zero_point), stored.int_repr().numpy())
 
 
-# --- 10.4: model_size -------------------------------------------------------------------------
+# --- 10.4: convert_conv_bn ---------------------------------------------------------------------
+
+def _convert_float64(weight, bias, gamma, beta, running_mean, running_var, eps, outputs, act_qmax):
+    # folding in another order, the observer's arithmetic in float64, weight codes by broadcasting by hand
+    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    factor = (gamma * inv_std).astype(f32)
+    w = (weight * factor.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(f32)
+    b = ((0 if bias is None else bias) - running_mean) * inv_std * gamma + beta
+    largest = np.abs(w.reshape(len(w), -1)).max(axis=1)
+    w_scale = np.maximum(largest.astype(np.float64) / 127.5, np.finfo(f32).eps).astype(f32)
+    codes = np.clip(np.rint(w * (f32(1) / w_scale).reshape((-1,) + (1,) * (w.ndim - 1))), -128, 127)
+    values = np.concatenate([o.ravel() for o in outputs]).astype(np.float64)
+    lo, hi = min(values.min(), 0.0), max(values.max(), 0.0)
+    scale = max((hi - lo) / act_qmax, float(np.finfo(f32).eps))
+    return {"folded_weight": w, "weight": codes.astype(np.int8), "weight_scale": w_scale, "bias": b.astype(np.float32),
+            "scale": scale, "zero_point": int(np.clip(round(-lo / scale), 0, act_qmax))}
+
+
+def test_convert_solution_written_differently_passes():
+    passed, message = _passes("10.4", _convert_float64)
+    assert passed, message
+
+
+def test_convert_accepts_a_fold_whose_last_bits_differ_and_judges_codes_on_it():
+    # gamma / sqrt(var + eps) first (not torch's order): some folded weights move by an ulp, and the
+    # largest weight of a channel sits on a tie, so its code may flip; the check must accept that
+    ex = EXERCISES["10.4"]
+    flipped = 0
+    for seed in (1004, 1, 2, 3):
+        for case in ex.make_cases(seed):
+            got = _convert_float64(*case.args)
+            assert ex.compare_output(got, ex.reference(*case.args)) is None, case.name
+            flipped += int(np.sum(got["weight"] != ex.reference(*case.args)["weight"]))
+    assert flipped >= 1  # the situation this rule exists for does occur on the check's cases
+
+
+def test_convert_wrong_answers_are_declared_and_rejected():
+    labkit.assert_wrong_answers_declared("10.4", "no BatchNorm folding", "narrow range", "whole tensor",
+                                         "w / scale", "last batch", "widen", "act_qmax + 1", "eps floor")
+
+
+class _ConvBN(nn.Module):
+    def __init__(self, relu):
+        super().__init__()
+        self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
+        self.conv, self.bn = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+
+    def forward(self, x):
+        return self.dequant(self.relu(self.bn(self.conv(self.quant(x)))))
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_convert_reference_equals_torch_s_converted_module_number_for_number(rng, quiet, relu):
+    from qlearn.bridge import make_qconfig, set_engine, supported_engines
+
+    for engine in [e for e in ("x86", "qnnpack") if e in supported_engines()]:
+        set_engine(engine)
+        torch.manual_seed(0)
+        net = _ConvBN(relu).eval()
+        with torch.no_grad():
+            net.bn.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.5, 6).astype(f32)))
+            net.bn.running_var.copy_(torch.from_numpy(rng.uniform(0.2, 2, 6).astype(f32)))
+            net.bn.weight.copy_(torch.from_numpy(rng.normal(1, 0.3, 6).astype(f32)))
+            net.bn.bias.copy_(torch.from_numpy(rng.normal(0, 0.3, 6).astype(f32)))
+        prepared = copy.deepcopy(net)
+        tq.fuse_modules(prepared, [["conv", "bn", "relu"] if relu else ["conv", "bn"]], inplace=True)
+        prepared.qconfig = make_qconfig(engine)
+        tq.prepare(prepared, inplace=True)
+        outputs = []
+        prepared.conv.register_forward_hook(lambda m, i, o: outputs.append(o.detach().numpy().copy()))
+        with torch.no_grad():
+            for _ in range(3):
+                prepared(torch.randn(4, 3, 8, 8))
+        theirs = tq.convert(copy.deepcopy(prepared)).conv
+        t = lambda a: a.detach().numpy()  # noqa: E731
+        ours = convert_conv_bn(t(net.conv.weight), None, t(net.bn.weight), t(net.bn.bias), t(net.bn.running_mean),
+                               t(net.bn.running_var), net.bn.eps, outputs, 127 if engine == "x86" else 255)
+        np.testing.assert_array_equal(ours["folded_weight"], prepared.conv[0].weight.detach().numpy()
+                                      if isinstance(prepared.conv, nn.Sequential) else prepared.conv.weight.detach().numpy())
+        np.testing.assert_array_equal(ours["weight"], theirs.weight().int_repr().numpy())
+        np.testing.assert_array_equal(ours["weight_scale"], theirs.weight().q_per_channel_scales().numpy())
+        np.testing.assert_array_equal(ours["bias"], theirs.bias().detach().numpy())
+        assert (ours["scale"], ours["zero_point"]) == (theirs.scale, theirs.zero_point), engine
+
+
+def test_convert_cases_hold_the_promised_edge_cases():
+    ex = EXERCISES["10.4"]
+    cases = ex.make_cases()
+    names = " | ".join(c.name for c in cases)
+    for needle in ("ReLU", "both signs", "another", "never reach 0", "negative outputs only", "8-bit", "own bias",
+                   "linear layer", "pruned", "tie"):
+        assert needle in names, needle
+    tie = next(c for c in cases if "tie" in c.name)
+    division = EXERCISES["10.4"].wrong_answers["divides the weights by the scale (w / scale), unlike the kernel"]
+    assert ex.compare_output(division(*tie.args), ex.reference(*tie.args)) is not None
+
+
+# --- 10.5: model_size -------------------------------------------------------------------------
 
 def test_model_size_solution_with_math_ceil_passes():
     import math
 
     def with_ceil(tensors):
-        return sum(math.ceil(n * DTYPE_BITS[d] / 8) for d, n in tensors)
+        total = 0
+        for dtype, shape, qscheme in tensors:
+            total += math.ceil(int(np.prod(shape)) * DTYPE_BITS[dtype] / 8)
+            if qscheme == "per_channel":
+                total += 16 * shape[0]
+        return total
 
-    passed, message = _passes("10.4", with_ceil)
+    passed, message = _passes("10.5", with_ceil)
     assert passed, message
 
 
@@ -298,10 +413,10 @@ def _stored(state_dict):
             for v in value:
                 visit(v)
         elif isinstance(value, torch.Tensor):
-            found.append((str(value.dtype).removeprefix("torch."), value.numel()))
-            if value.is_quantized and value.qscheme() == torch.per_channel_affine:
-                for t in (value.q_per_channel_scales(), value.q_per_channel_zero_points()):
-                    found.append((str(t.dtype).removeprefix("torch."), t.numel()))
+            qscheme = None
+            if value.is_quantized:
+                qscheme = "per_channel" if value.qscheme() == torch.per_channel_affine else "per_tensor"
+            found.append((str(value.dtype).removeprefix("torch."), tuple(value.shape), qscheme))
 
     for value in state_dict.values():
         visit(value)
@@ -330,11 +445,65 @@ def test_model_size_predicts_the_storages_torch_save_writes(quiet):
 
 
 def test_model_size_rounds_each_tensor_up():
-    assert model_size([("int4", 3), ("int4", 3)]) == 4
-    assert model_size([("int1", 9)]) == 2
-    assert model_size([]) == 0 and isinstance(model_size([("float32", 1)]), int)
+    assert model_size([("int4", (3,), None), ("int4", (3,), None)]) == 4
+    assert model_size([("int1", (9,), None)]) == 2
+    assert model_size([("float32", (), None)]) == 4
+    assert model_size([("qint8", (2, 3), "per_channel")]) == 6 + 2 * 16
+    assert model_size([("qint8", (2, 3), "per_tensor")]) == 6
+    assert model_size([]) == 0 and isinstance(model_size([("float32", (1,), None)]), int)
 
 
 def test_lab_module_exports_what_it_documents():
-    assert set(lab10.__all__) == {"DTYPE_BITS", "FakeLoader", "RecordingObserver", "TinyObservedModel",
-                                  "calibrate", "fold_batchnorm", "model_size", "weight_code"}
+    labkit.assert_module_exports(lab10, {"DTYPE_BITS", "FakeLoader", "RecordingObserver", "TinyObservedModel",
+                                         "calibrate", "convert_conv_bn", "fold_batchnorm", "model_size",
+                                         "weight_code"})
+
+
+# --- the library helpers of section 12 (qlearn.bridge.layer_error, qlearn.viz.layer_error) ---------
+
+@pytest.fixture(scope="module")
+def small_int8():
+    from qlearn.bridge import quantize_ptq, resnet_fmnist
+    from qlearn.bridge.export import fused_copy
+
+    with labkit.quiet():
+        torch.manual_seed(0)
+        model = resnet_fmnist(8).eval()
+        calib = [torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))]
+        return fused_copy(model), quantize_ptq(model, calib, calib_batches=1)
+
+
+def test_layer_error_helpers_find_every_layer_and_bound_the_weight_error(small_int8):
+    from qlearn.bridge.layer_error import fused_float_weight, layer_outputs, quantized_layers, weight_error
+
+    fused, quantized = small_int8
+    layers = quantized_layers(quantized)
+    assert list(layers)[0] == "conv1" and list(layers)[-1] == "fc" and quantized_layers(fused) == {}
+    for name, qmodule in layers.items():
+        w = fused_float_weight(fused, name)
+        w_hat, steps = weight_error(qmodule, w)
+        assert w_hat.shape == w.shape and np.abs(steps).max() <= 0.5 + 1e-4, name  # rounding, never more
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with labkit.quiet():
+        outputs, logits = layer_outputs(quantized, list(layers), x)
+    assert set(outputs) == set(layers) and logits.shape == (4, 10)
+    assert all(o.dtype == np.float32 for o in outputs.values())
+    assert all(not m._forward_hooks for m in quantized.modules())  # the hooks are gone
+
+
+def test_layer_error_explorer_draws_the_chosen_layer(small_int8):
+    from qlearn.bridge.layer_error import layer_outputs, quantized_layers
+    from qlearn.viz.layer_error import LayerErrorExplorer
+
+    fused, quantized = small_int8
+    names = list(quantized_layers(quantized))
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with labkit.quiet():
+        float_acts, _ = layer_outputs(fused, names, x)
+        int8_acts, _ = layer_outputs(quantized, names, x)
+    explorer = LayerErrorExplorer(quantized, fused, float_acts, int8_acts, {"fc": {"weights": 40.0}}, layer="fc")
+    assert repr(explorer) == "LayerErrorExplorer(layer='fc')" and "40.0 dB" in explorer.readout.value
+    explorer.update(layer="conv1")
+    assert "conv1" in explorer.readout.value and len(explorer.figure.axes) == 2
+    with pytest.raises(ValueError, match="one of the quantized layers"):
+        LayerErrorExplorer(quantized, fused, float_acts, int8_acts, layer="nope")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from qlearn.grading import EXERCISES, check, exercises_for_lab, implementation
+from qlearn.grading import EXERCISES, check, exercises_for_lab, implementation, questions_for_lab
 from qlearn.grading.clean import dumps_notebook, read_notebook, write_notebook
 from qlearn.grading.nbgrader import (
     NBGRADER_CONFIG,
@@ -53,14 +53,28 @@ def test_every_exercise_has_a_solution_cell_and_a_locked_check_cell_with_its_poi
         key = exercise_id.replace(".", "_")
         index, meta = by_id[f"ex{key}"]
         assert meta["solution"] and not meta["grade"] and not meta["locked"]
-        assert f"def {exercise.function}(" in nb.cells[index].source
+        # the region sits in the learner's function, or in a helper (a class) the function uses
+        assert any(f"def {exercise.function}(" in c.source for c in nb.cells if c.cell_type == "code")
         index, meta = by_id[f"check{key}"]
         assert meta["grade"] and meta["locked"] and not meta["solution"]
         assert meta["points"] == exercise.points
         assert f'check("{exercise_id}", {exercise.function})' in nb.cells[index].source
         assert f"text{key}" in by_id, f"the heading of exercise {exercise_id} is not read-only"
+    questions = questions_for_lab(lab)
+    for question in questions:
+        key = question.id.replace(".", "_")
+        index, meta = by_id[f"ex{key}"]
+        assert meta["solution"] and not meta["grade"] and not meta["locked"]
+        assert f"{question.variable} = " in nb.cells[index].source
+        index, meta = by_id[f"check{key}"]
+        assert meta["grade"] and meta["locked"] and not meta["solution"] and meta["points"] == question.points
+        assert f'check("{question.id}", {question.variable})' in nb.cells[index].source
+    manual = {gid: meta for gid, (_, meta) in by_id.items() if gid.startswith("manual")}
+    assert all(meta["solution"] and meta["grade"] and not meta["locked"] and meta["points"] >= 1
+               for meta in manual.values())
     graded = sum(meta.get("points", 0) for meta in cells.values() if meta["grade"])
-    assert graded == sum(ex.points for ex in catalogue.values())
+    assert graded == (sum(ex.points for ex in catalogue.values()) + sum(q.points for q in questions)
+                      + sum(meta["points"] for meta in manual.values()))
     assert all(meta["schema_version"] == SCHEMA_VERSION for meta in cells.values())
     assert by_id["setup"][1]["locked"], "the cell that imports check must be read-only"
 
@@ -100,6 +114,33 @@ LAB00 = [
     _solution("relative_error", "x, x_hat", "return 0.0"),
     new_code_cell('result = check("00.3", relative_error)'),
 ]
+_WRITTEN_HERE = ("00.1", "00.2", "00.3")
+
+
+def _rest_of_lab00():
+    """Cells for every lab 00 exercise and question after 00.3 (heading, solution or answer, check), built
+    from the catalogue so that the small notebook stays a complete lab 00; and their grade_ids in order."""
+    cells, ids = [], []
+    for ex in exercises_for_lab("00"):
+        if ex.id in _WRITTEN_HERE:
+            continue
+        key = ex.id.replace(".", "_")
+        cells += [new_markdown_cell(f"### Exercise {ex.id} ({ex.points} pts): {ex.title}"),
+                  _solution(ex.function, "*args", "return None"),
+                  new_code_cell(f'check("{ex.id}", {ex.function})')]
+        ids += [f"text{key}", f"ex{key}", f"check{key}"]
+    for question in questions_for_lab("00"):
+        key = question.id.replace(".", "_")
+        cells += [new_markdown_cell(f"### Question {question.id} ({question.points} pt): predict, then run"),
+                  new_code_cell(f"### BEGIN SOLUTION\n{question.variable} = {question.answer!r}\n"
+                                f"### END SOLUTION"),
+                  new_code_cell(f'check("{question.id}", {question.variable})')]
+        ids += [f"question{key}", f"ex{key}", f"check{key}"]
+    return cells, ids
+
+
+REST, REST_IDS = _rest_of_lab00()
+LAB00 += REST
 
 
 def _ids(nb):
@@ -110,7 +151,8 @@ def test_small_notebook_gets_stable_grade_ids_and_demo_checks_stay_ungraded():
     cells = list(LAB00)
     cells.insert(4, new_code_cell('def clamp_wrong(x, lo, hi):\n    return x\n\n\ncheck("00.1", clamp_wrong)'))
     assert _ids(_lab00(*cells)) == {0: "setup", 1: "text00_1", 2: "ex00_1", 3: "check00_1", 5: "text00_2",
-                                    6: "ex00_2", 7: "check00_2", 8: "text00_3", 9: "ex00_3", 10: "check00_3"}
+                                    6: "ex00_2", 7: "check00_2", 8: "text00_3", 9: "ex00_3", 10: "check00_3",
+                                    **dict(enumerate(REST_IDS, start=11))}
     # The ids come from the exercises, not from the cell positions.
     assert set(_ids(_lab00(new_markdown_cell("Intro"), *cells)).values()) == set(_ids(_lab00(*cells)).values())
 
@@ -300,15 +342,21 @@ LABS = [p.stem for p in NOTEBOOKS] if _LABS == "all" else [name.strip() for name
 def test_nbgrader_gives_the_solution_full_marks_and_the_untouched_release_zero(tmp_path, lab):
     path = ROOT / "notebooks" / f"{lab}.ipynb"
     report = _nbgrader_round_trip(tmp_path, path)
-    exercises = exercises_for_lab(lab[:2])
+    exercises = [*exercises_for_lab(lab[:2]), *questions_for_lab(lab[:2])]
     total = sum(ex.points for ex in exercises)
     expected_cells = {f"check{ex.id.replace('.', '_')}": ex.points for ex in exercises}
+    # prose answers graded by hand: nbgrader counts their points in the maximum, and leaves their
+    # score to a person (None), or gives 0 to an answer cell left as released ("no response")
+    manual = {meta["grade_id"]: meta["points"] for meta in nbgrader_cells(read_notebook(path), path.name).values()
+              if meta["grade_id"].startswith("manual")}
     solution, untouched = report["grades"]["solution"], report["grades"]["untouched"]
-    assert solution["max_score"] == untouched["max_score"] == total
-    assert {name: max_score for name, (_, max_score) in solution["cells"].items()} == expected_cells
-    assert {name: score for name, (score, _) in solution["cells"].items()} == expected_cells, solution
+    assert solution["max_score"] == untouched["max_score"] == total + sum(manual.values())
+    assert {name: max_score for name, (_, max_score) in solution["cells"].items()} == expected_cells | manual
+    auto = {name: score for name, (score, _) in solution["cells"].items() if name not in manual}
+    assert auto == expected_cells, solution
     assert solution["score"] == total
-    assert {name: score for name, (score, _) in untouched["cells"].items()} == dict.fromkeys(expected_cells, 0)
+    assert {name: score for name, (score, _) in untouched["cells"].items()} == dict.fromkeys(
+        [*expected_cells, *manual], 0)
     assert untouched["score"] == 0
     # nbgrader's release: each solution cell has lost its solution (nbgrader's stub instead), and no
     # prose for solution readers only is left. (A solution line repeated in another cell is
@@ -316,11 +364,13 @@ def test_nbgrader_gives_the_solution_full_marks_and_the_untouched_release_zero(t
     nb = read_notebook(path)
     released = {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in report["release"].cells
                 if cell.metadata.get("nbgrader", {}).get("solution")}
-    assert set(released) == {f"ex{ex.id.replace('.', '_')}" for ex in exercises}
+    assert set(released) == {f"ex{ex.id.replace('.', '_')}" for ex in exercises} | set(manual)
     for region in solution_regions(nb, path.name):
         cell = released[f"ex{region.exercise_id.replace('.', '_')}"]
         assert "raise NotImplementedError()" in cell and "### BEGIN SOLUTION" not in cell
         assert [line for line in region.lines if line.strip() and line in cell.split("\n")] == []
+    for gid in manual:  # nbgrader's own words for an answer cell of prose, as in the student versions
+        assert released[gid].strip() == "YOUR ANSWER HERE"
     release = "\n".join(cell.source for cell in report["release"].cells)
     prose = [line.strip() for item in solution_only_prose(nb, path.name) for line in item.lines]
     assert [line for line in prose if line and line in release] == []

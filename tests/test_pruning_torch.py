@@ -78,3 +78,50 @@ def test_too_large_int_amount_is_rejected_like_torch(rng):
         prune.l1_unstructured(_module(w), "weight", amount=7)
     with pytest.raises(ValueError, match="amount=7"):
         magnitude_mask(w, 7)
+
+
+# --- tied magnitudes: what torch guarantees, and what it does not -----------------------------
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("amount", [0.3, 0.5, 7, 0.9])
+def test_on_tied_weights_torch_prunes_the_same_count_of_the_smallest_magnitudes(seed, amount):
+    """torch.topk's order among equal values is not specified (std::nth_element/partial_sort of the
+    platform's C++ library): on tied data only the count and the separation are guaranteed, and
+    qlearn's mask agrees with torch's on both; where no tie straddles the cut, the masks are equal."""
+    rng = np.random.default_rng(seed)
+    w = (rng.integers(-4, 5, (6, 8)) * 0.25).astype(np.float32)  # quantized weights: many ties, zeros
+    module = _module(w)
+    prune.l1_unstructured(module, "weight", amount=amount)
+    theirs, ours = _torch_mask(module), magnitude_mask(w, amount)
+    assert (~theirs).sum() == (~ours).sum()
+    mags = np.abs(w)
+    for mask in (theirs, ours):
+        if mask.any() and (~mask).any():
+            assert mags[mask].min() >= mags[~mask].max()
+    s = np.sort(mags, axis=None)
+    k = int((~ours).sum())
+    if 0 < k < w.size and s[k - 1] < s[k]:
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_torch_breaks_a_straddling_tie_by_its_own_rule_only_the_count_is_fixed():
+    module = _module(np.ones((1, 5), np.float32))
+    prune.l1_unstructured(module, "weight", amount=2)
+    assert (~_torch_mask(module)).sum() == 2  # which two depends on the C++ standard library
+    assert magnitude_mask(np.ones((1, 5)), 2).tolist() == [[False, False, True, True, True]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_repeated_pruning_in_torch_takes_the_amount_of_what_is_left(seed):
+    """Lab 06, question 6.Q3: torch's PruningContainer applies a new amount to the unpruned entries."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((10, 12)).astype(np.float32)
+    module = _module(w)
+    prune.l1_unstructured(module, "weight", amount=0.5)
+    prune.l1_unstructured(module, "weight", amount=0.5)
+    first = magnitude_mask(w, 0.5)
+    # the second call ranks only the kept entries: prune round(0.5 * 60) = 30 of them
+    second = first.copy()
+    second[first] = magnitude_mask(w[first], 0.5)
+    np.testing.assert_array_equal(_torch_mask(module), second)
+    assert (~second).sum() == 90

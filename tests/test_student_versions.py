@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from qlearn.grading import EXERCISES
+from qlearn.grading import EXERCISES, QUESTIONS
 from qlearn.grading.clean import clean_notebook, dumps_notebook, notebook_lab, read_notebook
 from qlearn.grading.clean import main as clean_main
 from qlearn.grading.student import (
@@ -495,3 +495,25 @@ def test_each_exercise_has_its_heading_function_and_check_in_its_notebook(ex_id)
     assert any(calls.search(c.source) for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} never calls check({ex_id!r}, {ex.function})"
     )
+
+
+@pytest.mark.parametrize("question_id", list(QUESTIONS))
+def test_each_question_has_its_heading_answer_and_check_in_its_notebook(question_id):
+    from qlearn.grading.student import question_headings
+
+    q = QUESTIONS[question_id]
+    path = ROOT / "notebooks" / f"{q.notebook}.ipynb"
+    assert path.exists(), f"question {question_id} names the notebook {q.notebook!r}, but {path.name} does not exist"
+    nb = read_notebook(path)
+    headings = {hid: points for _, hid, points, _ in question_headings(nb)}
+    assert question_id in headings, f"{path.name} has no heading 'Question {question_id} ({q.points} pt): ...'"
+    assert headings[question_id] == q.points, (f"{path.name}: the heading of {question_id} says "
+                                               f"{headings[question_id]} pts, the question is worth {q.points}")
+    regions = [r for r in solution_regions(nb, path.name) if r.exercise_id == question_id]
+    assert len(regions) == 1, f"{path.name}: question {question_id} needs one answer region, found {len(regions)}"
+    calls = re.compile(rf"""check\(\s*["']{re.escape(question_id)}["']\s*,\s*{re.escape(q.variable)}\s*[,)]""")
+    assert any(calls.search(c.source) for c in nb.cells if c.cell_type == "code"), (
+        f"{path.name} never calls check({question_id!r}, {q.variable})")
+    student = build_student_notebook(nb, path.name)
+    assert any(c.source.split("\n")[regions[0].start] == f"{q.variable} = None  # your answer"
+               for c in student.cells if c.cell_type == "code"), f"{path.name}: no stub for {question_id}"

@@ -35,7 +35,6 @@ Hooks are always removed when a function returns (or the ``with`` block ends), e
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -46,7 +45,10 @@ from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import QuantStub
 
 from qlearn.affine import fake_quantize
+from qlearn.bridge.ptq import _fused_copy, _run_batches
 from qlearn.qparams import calc_qparams
+
+_NOTHING = "batches yielded no batch: nothing was recorded"
 
 __all__ = [
     "activation_sites",
@@ -70,14 +72,7 @@ def fused_copy(model: nn.Module) -> nn.Module:
     >>> type(fused.conv1).__name__, type(fused.bn1).__name__
     ('ConvReLU2d', 'Identity')
     """
-    if not hasattr(model, "fuse_model"):
-        raise TypeError(f"model must have a fuse_model() method (a quantizable model), got {type(model).__name__}")
-    from qlearn.bridge.ptq import quiet_quantization_warnings
-
-    fused = copy.deepcopy(model).eval()
-    with quiet_quantization_warnings():
-        fused.fuse_model()
-    return fused
+    return _fused_copy(model)
 
 
 def export_weights(model: nn.Module, *, fuse: bool = False) -> dict[str, np.ndarray]:
@@ -216,35 +211,6 @@ def _hooks(modules: Mapping[str, nn.Module], make_hook: Callable[[str], Callable
             handle.remove()
 
 
-def _inputs(batch):
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-def _check_num_batches(num_batches: int | None) -> None:
-    if num_batches is None:
-        return
-    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
-
-
-@torch.no_grad()
-def _run(model: nn.Module, batches: Iterable, num_batches: int | None) -> None:
-    _check_num_batches(num_batches)
-    was_training = model.training
-    model.eval()
-    seen = 0
-    try:
-        for batch in batches:
-            if num_batches is not None and seen >= num_batches:
-                break
-            model(_inputs(batch))
-            seen += 1
-    finally:
-        model.train(was_training)
-    if seen == 0:
-        raise ValueError("batches yielded no batch: nothing was recorded")
-
-
 def _to_numpy(output: torch.Tensor) -> np.ndarray:
     return output.detach().cpu().numpy().astype(np.float32, copy=False)
 
@@ -273,7 +239,7 @@ def record_activations(model: nn.Module, batches: Iterable, *, sites: Iterable[s
         return hook
 
     with _hooks(chosen, make_hook):
-        _run(model, batches, num_batches)
+        _run_batches(model, batches, num_batches, restore_mode=True, nothing=_NOTHING)
     return {name: np.concatenate(parts, axis=0) for name, parts in recorded.items()}
 
 
@@ -304,7 +270,7 @@ def observe_activations(model: nn.Module, batches: Iterable, make_observer: Call
         return hook
 
     with _hooks(chosen, make_hook):
-        _run(model, batches, num_batches)
+        _run_batches(model, batches, num_batches, restore_mode=True, nothing=_NOTHING)
     return observers
 
 

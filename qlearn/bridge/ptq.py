@@ -132,8 +132,17 @@ _WHERE = {
 }
 
 
-def _check_engine(name: object) -> str:
-    """``name`` if this machine has that engine, else a ``ValueError`` that says what it has."""
+def _check_engine(name: object, *, installed: bool = True) -> str:
+    """``name`` if it is a quantized engine torch knows (``ENGINE_PREFERENCE``) and, with
+    ``installed=True``, one this build of torch has; else a ``ValueError`` that says what there is.
+
+    ``installed=False`` is for a qconfig, which is only numbers: it may be made for an engine this
+    machine lacks (to prepare a model for another machine).
+    """
+    if not installed:
+        if not isinstance(name, str) or name not in ENGINE_PREFERENCE:
+            raise ValueError(f"engine must be one of {list(ENGINE_PREFERENCE)}, got {name!r}")
+        return name
     supported = supported_engines()
     if isinstance(name, str) and name in supported:
         return name
@@ -142,13 +151,6 @@ def _check_engine(name: object) -> str:
     raise ValueError(
         f"engine must be one of {supported} (the engines this build of torch has), got {name!r}{why}; {fix}"
     )
-
-
-def _check_engine_name(name: object) -> str:
-    """``name`` if it is an engine torch knows (``ENGINE_PREFERENCE``), whether or not this machine has it."""
-    if not isinstance(name, str) or name not in ENGINE_PREFERENCE:
-        raise ValueError(f"engine must be one of {list(ENGINE_PREFERENCE)}, got {name!r}")
-    return name
 
 
 def _engine_or_current(engine: str | None) -> str:
@@ -204,7 +206,7 @@ def make_qconfig(engine: str | None = None, per_channel: bool = True, observer: 
         raise ValueError(f"observer must be one of {sorted(OBSERVERS)}, got {observer!r}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be a bool, got {per_channel!r}")
-    engine = _engine_or_current(engine) if engine is None else _check_engine_name(engine)
+    engine = _engine_or_current(engine) if engine is None else _check_engine(engine, installed=False)
     quant_max = 127 if engine in ("x86", "fbgemm") else 255
     activation = OBSERVERS[observer].with_args(
         dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0, quant_max=quant_max
@@ -221,6 +223,50 @@ def make_qconfig(engine: str | None = None, per_channel: bool = True, observer: 
 def _inputs(batch):
     """The input tensor of a batch that is either ``x`` or ``(x, y, ...)``."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _check_num_batches(num_batches: object) -> None:
+    if num_batches is None:
+        return
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
+        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
+
+
+@torch.no_grad()
+def _run_batches(model: nn.Module, batches: Iterable, num_batches: int | None, *, restore_mode: bool,
+                 nothing: str) -> int:
+    """Run the inputs of the first ``num_batches`` batches (all if ``None``) through ``model`` in eval
+    mode, without gradients; return how many ran. The one loop behind ``calibrate`` and the hooks of
+    ``qlearn.bridge.export``. ``restore_mode`` puts the model back in its train/eval mode afterwards;
+    ``nothing`` is the message of the ``ValueError`` raised when ``batches`` yields no batch.
+    """
+    _check_num_batches(num_batches)
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        for batch in batches:
+            if num_batches is not None and seen >= num_batches:
+                break
+            model(_inputs(batch))
+            seen += 1
+    finally:
+        if restore_mode:
+            model.train(was_training)
+    if seen == 0:
+        raise ValueError(nothing)
+    return seen
+
+
+def _fused_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with its BatchNorms folded (its ``fuse_model()``); ``model``
+    is unchanged. A model without ``fuse_model()`` is a ``TypeError``."""
+    if not hasattr(model, "fuse_model"):
+        raise TypeError(f"model must have a fuse_model() method (a quantizable model), got {type(model).__name__}")
+    fused = copy.deepcopy(model).eval()
+    with quiet_quantization_warnings():
+        fused.fuse_model()
+    return fused
 
 
 @torch.no_grad()
@@ -246,24 +292,19 @@ def evaluate(model: nn.Module, loader: Iterable) -> float:
     return correct / total
 
 
-@torch.no_grad()
 def calibrate(model: nn.Module, loader: Iterable, num_batches: int | None = None) -> nn.Module:
     """Run the first ``num_batches`` batches of ``loader`` (all if ``None``) through ``model``.
 
     The point is the side effect: the observers inserted by ``prepare_ptq`` record the ranges
-    they see. Batches may be ``x`` or ``(x, y)``. Returns ``model`` (in eval mode).
+    they see. Batches may be ``x`` or ``(x, y)``; no gradients are recorded. Returns ``model``
+    (in eval mode).
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).train()
+    >>> calibrate(model, [torch.zeros(3, 4)] * 5, 2).training
+    False
     """
-    if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
-        raise ValueError(f"num_batches must be a positive int or None, got {num_batches!r}")
-    model.eval()
-    seen = 0
-    for batch in loader:
-        if num_batches is not None and seen >= num_batches:
-            break
-        model(_inputs(batch))
-        seen += 1
-    if seen == 0:
-        raise ValueError("loader yielded no batches: nothing was calibrated")
+    _run_batches(model, loader, num_batches, restore_mode=False,
+                 nothing="loader yielded no batches: nothing was calibrated")
     return model
 
 
@@ -273,12 +314,7 @@ def prepare_ptq(model: nn.Module, qconfig: tq.QConfig | None = None) -> nn.Modul
     ``model`` needs a ``fuse_model()`` method (``resnet_fmnist`` and torchvision's quantizable
     models have one) and ``QuantStub``/``DeQuantStub`` at its borders. It is left unchanged.
     """
-    if not hasattr(model, "fuse_model"):
-        raise TypeError(
-            f"model must have a fuse_model() method (a quantizable model), got {type(model).__name__}"
-        )
-    prepared = copy.deepcopy(model).eval()
-    prepared.fuse_model()
+    prepared = _fused_copy(model)
     prepared.qconfig = qconfig if qconfig is not None else make_qconfig()
     with quiet_quantization_warnings():
         tq.prepare(prepared, inplace=True)
@@ -367,10 +403,7 @@ def best_float_baseline(
     >>> any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())   # folded into the convolutions
     False
     """
-    fast = copy.deepcopy(model).eval()
-    if hasattr(fast, "fuse_model"):
-        with quiet_quantization_warnings():
-            fast.fuse_model()
+    fast = _fused_copy(model) if hasattr(model, "fuse_model") else copy.deepcopy(model).eval()
     if x is None:
         return fast, "contiguous"
     t_contiguous = measure_latency(fast, x, repeats)

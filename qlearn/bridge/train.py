@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from qlearn.bridge.data import make_loader
+from qlearn.bridge.data import FashionMNIST, RandomCropFlip, _AugmentCollate, make_loader
 from qlearn.bridge.ptq import evaluate
 from qlearn.bridge.resnet import resnet_fmnist
 
-__all__ = ["main", "train"]
+__all__ = ["finetune", "main", "subset_loader", "train"]
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -118,6 +118,77 @@ def train(
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
     return model, info
+
+
+def subset_loader(n_images: int, seed: int = 0, batch_size: int = 128, augment: bool = True) -> torch.utils.data.DataLoader:
+    """Training loader over a seeded random subset of ``n_images`` of the 60 000 training images.
+
+    The subset is ``np.random.default_rng(seed).permutation(60000)[:n_images]``; the loader shuffles
+    with a ``torch.Generator`` seeded by ``seed`` and augments like ``make_loader("train")``.
+    Used for short fine-tuning (lab 07 and ``tools/train_pruned.py``).
+
+    >>> xb, yb = next(iter(subset_loader(256, seed=1, batch_size=64)))
+    >>> tuple(xb.shape), len(subset_loader(256, batch_size=64))
+    ((64, 1, 28, 28), 4)
+    """
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= 60000:
+        raise ValueError(f"n_images must be an int in [1, 60000], got {n_images!r}")
+    ds = FashionMNIST("train")
+    idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(ds))[:n_images])
+    ds.data, ds.targets = ds.data[idx], ds.targets[idx]
+    collate = _AugmentCollate(RandomCropFlip()) if augment else None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=generator,
+                                       num_workers=0, collate_fn=collate)
+
+
+def finetune(
+    model: torch.nn.Module,
+    loader,
+    epochs: int = 1,
+    *,
+    lr: float = 0.01,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.1,
+    on_step=None,
+    progress: bool = True,
+    desc: str = "fine-tune",
+) -> dict:
+    """Short fine-tuning in place: SGD (Nesterov momentum 0.9), cosine decay of ``lr`` to 0.
+
+    ``on_step(step, total_steps)``, if given, runs before every optimizer step (step 0, 1, ...):
+    iterative pruning uses it to update the masks. Pruned layers (``torch.nn.utils.prune``) keep
+    their zeros because the forward recomputes ``weight = weight_orig * weight_mask``.
+    Returns ``{"steps", "train_loss_last_epoch", "seconds"}``; the model is left in eval mode.
+    Randomness (augmentation) comes from torch's global generator: seed it first.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    optimizer = torch.optim.SGD(_param_groups(model, weight_decay), lr=lr, momentum=0.9, nesterov=True)
+    total = epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    start = time.perf_counter()
+    bar = tqdm(total=total, disable=not progress, unit="batch", desc=desc, mininterval=2)
+    step, running, seen = 0, 0.0, 0
+    model.train()
+    for _ in range(epochs):
+        running, seen = 0.0, 0
+        for xb, yb in loader:
+            if on_step is not None:
+                on_step(step, total)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += loss.item() * len(yb)
+            seen += len(yb)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+    bar.close()
+    model.eval()
+    return {"steps": step, "train_loss_last_epoch": running / max(seen, 1), "seconds": time.perf_counter() - start}
 
 
 def save_checkpoint(model: torch.nn.Module, info: dict, out: str | Path) -> Path:

@@ -11,7 +11,13 @@ the pipe as JSON built by :func:`encode` and read back by :func:`decode`:
 - a numpy dtype, or a scalar type such as ``np.int8`` passed as an argument, as ``{"dt": name}`` or
   ``{"ty": name}``;
 - a ``qlearn.FloatFormat`` as ``{"ff": {field: value}}``; the lab-10 stand-ins for a model and a
-  loader as ``{"obj": "TinyObservedModel" | "FakeLoader", ...}`` (the child builds its own copies).
+  loader as ``{"obj": "TinyObservedModel" | "FakeLoader", ...}`` (the child builds its own copies);
+- a dense torch tensor (exactly ``torch.Tensor`` or ``torch.nn.Parameter``, strided, not quantized,
+  any of the dtypes in ``TORCH_DTYPES``, on any device) as ``{"tt": dtype name, "s": shape, "b":
+  base64}`` of its bytes (C order, on the CPU); ``requires_grad`` and the device are dropped. It
+  decodes to a fresh ``torch.Tensor`` built from those bytes (never unpickled). torch is imported
+  only to decode a tensor, and :func:`encode` uses torch only if it is already loaded (a tensor can
+  exist only then): a job without tensors never loads torch.
 
 Anything else (an ndarray subclass, an object with its own ``==``, ...) is not encoded: the child
 sends ``{"x": type name}`` and the grader reports "returned a <type>: return a plain numpy array or
@@ -34,10 +40,17 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
 
 import numpy as np
 
-__all__ = ["PlainError", "decode", "encode"]
+__all__ = ["TORCH_DTYPES", "PlainError", "carries_tensors", "decode", "encode", "is_tensor"]
+
+#: torch dtypes that cross, by name (``str(dtype)`` without ``torch.``), with their size in bytes
+TORCH_DTYPES = {"bool": 1, "uint8": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint16": 2,
+                "uint32": 4, "uint64": 8, "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
+                "complex64": 8, "complex128": 16, "float8_e4m3fn": 1, "float8_e5m2": 1,
+                "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1}
 
 _KINDS = "biuf"  # bool, signed and unsigned integers, floats: the only array dtypes that cross
 _MAX_DEPTH = 20
@@ -52,10 +65,59 @@ def _dtype_ok(dtype: np.dtype) -> bool:
     return dtype.kind in _KINDS and not dtype.fields and dtype.shape == () and dtype.itemsize <= 16
 
 
+def is_tensor(value) -> bool:
+    """Whether ``value`` is exactly a ``torch.Tensor`` (or ``torch.nn.Parameter``), without importing
+    torch: if torch is not loaded, nothing is a tensor.
+
+    >>> is_tensor(np.zeros(2))
+    False
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        return type(value) in (torch.Tensor, torch.nn.Parameter)
+    except AttributeError:  # a torch that is still being imported
+        return False
+
+
+def _encode_tensor(value):
+    import torch
+
+    name = str(value.dtype).removeprefix("torch.")
+    if name not in TORCH_DTYPES:
+        return {"x": f"a tensor of dtype {value.dtype}"}
+    if value.layout != torch.strided or value.is_quantized or getattr(value, "is_nested", False) \
+            or value.device.type == "meta":
+        return {"x": "a tensor that is not dense (sparse, quantized, nested or meta)"}
+    if value.numel() > _MAX_ITEMS:
+        return {"x": f"a tensor of {value.numel()} elements, too large"}
+    data = value.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
+    raw = data.reshape(-1).view(torch.uint8).numpy().tobytes()
+    return {"tt": name, "s": list(data.shape), "b": base64.b64encode(raw).decode()}
+
+
+def carries_tensors(data) -> bool:
+    """Whether encoded data (:func:`encode`'s output) holds a torch tensor: then its reader needs torch.
+
+    >>> carries_tensors(encode((np.zeros(2), [1, {"k": 2.0}])))
+    False
+    """
+    if type(data) is list:
+        return any(carries_tensors(v) for v in data)
+    if type(data) is dict:
+        if "tt" in data and "s" in data and "b" in data and len(data) == 3:
+            return True
+        return any(carries_tensors(v) for v in data.values())
+    return False
+
+
 def encode(value, depth: int = 0):
     """``value`` as JSON-ready plain data (see the module doc); unsupported objects become ``{"x": type}``."""
     if depth > _MAX_DEPTH:
         return {"x": "a structure nested too deeply"}
+    if is_tensor(value):
+        return _encode_tensor(value)
     kind = type(value)
     if value is None or kind is bool or kind is str:
         return value
@@ -169,6 +231,8 @@ def decode(data, depth: int = 0, objects=None):
         if len(raw) != size * dtype.itemsize:
             raise PlainError("the array data does not match its shape and dtype")
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if set(data) == {"tt", "s", "b"}:
+        return _decode_tensor(data)
     if set(data) == {"n", "b"}:
         dtype = _dtype(data["n"])
         raw = _b64(data["b"])
@@ -187,6 +251,29 @@ def decode(data, depth: int = 0, objects=None):
         fields = {k: decode(v, depth + 1, objects) for k, v in data.items() if k != "obj"}
         return objects[data["obj"]](**fields)
     raise PlainError(f"unexpected data with keys {sorted(map(str, data))[:5]}")
+
+
+def _decode_tensor(data):
+    name, shape = data["tt"], data["s"]
+    if type(name) is not str or name not in TORCH_DTYPES:
+        raise PlainError(f"tensor dtype {str(name)[:20]!r} is not allowed")
+    if type(shape) is not list or len(shape) > 32 or not all(type(n) is int and n >= 0 for n in shape):
+        raise PlainError(f"bad shape {shape!r}")
+    size = math.prod(shape)
+    if size > _MAX_ITEMS:
+        raise PlainError(f"a tensor of {size} elements is too large")
+    raw = _b64(data["b"])
+    if len(raw) != size * TORCH_DTYPES[name]:
+        raise PlainError("the tensor data does not match its shape and dtype")
+    import torch
+
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise PlainError(f"this version of torch has no dtype {name}")
+    if size == 0:
+        return torch.empty(shape, dtype=dtype)
+    # a fresh tensor that owns a copy of the bytes
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape).clone()
 
 
 class Unsupported:

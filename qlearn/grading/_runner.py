@@ -1,13 +1,14 @@
 """The grader's child: run one exercise's function on its case inputs, send back plain data only.
 
 The grader (``qlearn.grading.grade``) starts this as ``python -I -c SOURCE`` where SOURCE is the
-text of ``_plain.py`` followed by this file, so the child never imports ``qlearn.grading``: the
+text of ``_plain.py`` and ``_disarm.py`` followed by this file, so the child never imports
+``qlearn.grading``: the
 references, the checks and the expected values do not exist in it. It reads one JSON job from
 stdin::
 
     {"exercise": "02.1", "function": "quantize_tensor", "statements": [[where, source], ...],
      "forbidden": ["qlearn.affine.quantize", ...], "cases": [encoded args, ...],
-     "kwargs": [encoded kwargs, ...], "result": "value" | "calibrate",
+     "kwargs": [encoded kwargs, ...], "result": "value" | "calibrate", "tensors": bool,
      "limits": {"memory": bytes, "cpu": seconds, "nproc": n}, "protected": [dir, ...]}
 
 and, before running any learner code, it
@@ -27,7 +28,9 @@ and, before running any learner code, it
    files for writing outside the working folder (and the job's ``writable`` folders).
 
 Then it runs the notebook's extracted statements (one by one: a failing statement is noted, the
-rest still run), looks up the function, calls it on each case (a fresh decode per call), and
+rest still run), looks up the function, calls it on each case (a fresh decode per call: torch
+tensors are built anew from their bytes, and torch is imported only when ``"tensors"`` says the
+cases carry some), and
 writes one JSON line per case: ``{"case": i, "status": "ok", "value": encoded}`` or a status of
 ``"not done"``, ``"delegated"``, ``"error"`` (with the error text), or ``"missing"`` when the
 function is not defined. ``result="calibrate"`` (exercise 10.2) sends a summary of the model
@@ -42,6 +45,8 @@ import sys
 
 if "encode" not in globals():  # imported as a module (docs, doctests): the codec from the package
     from qlearn.grading._plain import decode, encode  # noqa: F401
+if "raiser_code" not in globals():  # the same for the disarming mechanics shared with delegation.py
+    from qlearn.grading._disarm import raiser_code, replace_everywhere  # noqa: F401
 
 __all__: list = []
 
@@ -74,16 +79,9 @@ def _raiser(message):
 
 
 def _code_raiser(function, message):
-    free = function.__code__.co_freevars
-    body = "".join(f"    {v} = None\n" for v in free)
-    touch = f"({', '.join(free)},)" if free else "None"
-    source = (f"def _outer():\n{body}    def disarmed(*args, **kwargs):\n        {touch}\n"
-              f"        raise __qlearn_delegation_error__({message!r})\n    return disarmed\n")
     # the new code runs with the original function's globals: the error class comes from builtins
     builtins.__qlearn_delegation_error__ = DelegationError
-    namespace = {}
-    exec(compile(source, "<disarmed>", "exec"), namespace)
-    return namespace["_outer"]().__code__
+    return raiser_code(function, message, "__qlearn_delegation_error__")
 
 
 def _resolve(name):
@@ -152,19 +150,7 @@ def _disarm(names, exercise_id):
                 setattr(parent, attr, hit[1])
             except (AttributeError, TypeError):
                 pass
-    if c_functions:
-        for module in list(sys.modules.values()):
-            try:
-                items = list(vars(module).items())
-            except TypeError:
-                continue
-            for attr, value in items:
-                hit = c_functions.get(id(value))
-                if hit is not None and hit[0] is value:
-                    try:
-                        setattr(module, attr, hit[1])
-                    except (AttributeError, TypeError):
-                        pass
+    replace_everywhere(c_functions)  # every module, the owning class and its subclasses
 
 
 class _Stub:
@@ -380,9 +366,11 @@ def main():
         if info.name not in ("grading", "grade", "viz", "bridge"):
             importlib.import_module(f"qlearn.{info.name}")
     objects = {"ff": qlearn.FloatFormat}
-    needs_torch = job.get("result") == "calibrate"
-    if needs_torch:
-        import torch  # noqa: F401 - the stand-in model runs on torch tensors
+    if job.get("tensors") or job.get("result") == "calibrate":
+        # the cases carry torch tensors (or lab 10's stand-in model runs on them): torch is loaded
+        # now, before the guard; a job without tensors never loads it here
+        import torch  # noqa: F401
+    if job.get("result") == "calibrate":
         objects.update(_lab10_objects())
     forbidden = list(job.get("forbidden", []))
     # a package named in ``forbidden`` (torch) is loaded now if the notebook imports it at its top,

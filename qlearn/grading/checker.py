@@ -34,10 +34,12 @@ from typing import Any
 from qlearn.grading.compare import format_value, plain_problem
 from qlearn.grading.delegation import DelegationError, Watcher
 from qlearn.grading.exercise import Case, Exercise
-from qlearn.grading.registry import get_exercise
+from qlearn.grading.question import Question, grade_answer
+from qlearn.grading.registry import get_exercise, get_item
 
-__all__ = ["CaseResult", "CheckResult", "check", "compare_case", "evaluate", "expected_output",
-           "failure_message", "feedback_html", "implementation", "reference", "run_case", "run_cases"]
+__all__ = ["CaseResult", "CheckResult", "check", "compare_case", "evaluate", "evaluate_question",
+           "expected_output", "failure_message", "feedback_html", "hint_lines", "hint_tier", "implementation",
+           "reference", "run_case", "run_cases"]
 
 _LABEL = 12  # width of the "  expected: " column
 STATUSES = ("passed", "failed", "error", "not done", "delegated")
@@ -154,8 +156,55 @@ def _error_text(exc: BaseException, fn: Callable[..., Any]) -> str:
     return text
 
 
-def _hint(exercise: Exercise) -> str:
-    return _block("hint", textwrap.fill(exercise.hint, width=96 - _LABEL))
+def hint_tier(item: Exercise | Question, hint: Any) -> int | None:
+    """The hint tier a ``check(..., hint=k)`` asks for: ``None`` (the default: tier 1 after a failure),
+    or ``k`` in ``1..len(item.hints)``; anything else is an error that says which tiers exist.
+
+    >>> hint_tier(get_exercise("00.2"), None), hint_tier(get_exercise("00.2"), 1)
+    (None, 1)
+    """
+    if hint is None:
+        return None
+    count = len(item.hints)
+    what = f"{'question' if isinstance(item, Question) else 'exercise'} {item.id}"
+    tiers = "hint=1" if count == 1 else ", ".join(f"hint={k}" for k in range(1, count)) + f" or hint={count}"
+    if not isinstance(hint, int) or isinstance(hint, bool):
+        raise TypeError(f"hint must be a tier number, such as hint=2; {what} has {count} "
+                        f"hint{'s' if count > 1 else ''}: ask for {tiers} (got hint={hint!r})")
+    if not 1 <= hint <= count:
+        raise ValueError(f"{what} has {'only one hint' if count == 1 else f'{count} hints'}: ask for "
+                         f"{tiers} (got hint={hint})")
+    return hint
+
+
+def _call_text(item: Exercise | Question, tier: int) -> str:
+    name = item.variable if isinstance(item, Question) else item.function
+    return f'check("{item.id}", {name}, hint={tier})'
+
+
+def hint_lines(item: Exercise | Question, tier: int | None = None) -> list[str]:
+    """The feedback's hint: tier ``tier`` (default 1), labelled ``hint`` when there is only one tier and
+    ``hint k/n`` otherwise, followed by how to ask for the next tier if there is one.
+
+    >>> ex = Exercise(id="99.1", title="t", points=1, reference=abs, cases=lambda rng: [], function="f",
+    ...               hint=("The concept.", "A pointer."), notebook="99_demo")
+    >>> print("\\n".join(hint_lines(ex)))
+      hint 1/2: The concept.
+      more:     check("99.1", f, hint=2) shows hint 2 of 2
+    >>> print(hint_lines(ex, 2)[0])
+      hint 2/2: A pointer.
+    """
+    tiers = item.hints
+    k = tier or 1
+    label = "hint" if len(tiers) == 1 else f"hint {k}/{len(tiers)}"
+    lines = [_block(label, textwrap.fill(tiers[k - 1], width=96 - _LABEL))]
+    if k < len(tiers):
+        lines.append(_block("more", f"{_call_text(item, k + 1)} shows hint {k + 1} of {len(tiers)}"))
+    return lines
+
+
+def _hint(exercise: Exercise, tier: int | None = None) -> str:
+    return "\n".join(hint_lines(exercise, tier))
 
 
 def _case_line(number: int, total: int, case: Case) -> str:
@@ -320,8 +369,9 @@ def _allowed_text(exercise: Exercise) -> str:
 
 
 def failure_message(exercise: Exercise, result: CaseResult, number: int, total: int, fn: Callable[..., Any],
-                    *, hidden: bool = False) -> str:
-    """The feedback for a case that did not pass; ``hidden`` leaves out inputs and expected values.
+                    *, hidden: bool = False, hint: int | None = None) -> str:
+    """The feedback for a case that did not pass; ``hidden`` leaves out inputs and expected values;
+    ``hint`` is the tier to show (default 1; a "not done" answer shows one only when asked).
 
     >>> ex = get_exercise("00.2")
     >>> result = run_case(ex, ex.make_cases()[0], lambda qmin, qmax: qmax - qmin)
@@ -333,7 +383,8 @@ def failure_message(exercise: Exercise, result: CaseResult, number: int, total: 
     if result.status == "not done":
         return (f"{head} is not done yet: {zero}\n"
                 f"  Replace `raise NotImplementedError(...)` in {getattr(fn, '__name__', 'your function')}() "
-                f"with your code,\n  run that cell, then run this check again.")
+                f"with your code,\n  run that cell, then run this check again."
+                + ("\n" + _hint(exercise, hint) if hint is not None else ""))
     if result.status == "delegated":
         return "\n".join([
             f"{head} failed: {zero}: it hands the work to code it must not use",
@@ -349,7 +400,7 @@ def failure_message(exercise: Exercise, result: CaseResult, number: int, total: 
         lines = [f"{head} raised an error: {zero}", _case_line(number, total, case)]
         if not hidden:
             lines.append(_block("input", _inputs(exercise, case)))
-        lines += [_block("error", _error_text(result.error, fn)), _hint(exercise)]
+        lines += [_block("error", _error_text(result.error, fn)), _hint(exercise, hint)]
         return "\n".join(lines)
     lines = [f"{head} failed: {zero}", _case_line(number, total, case)]
     if not hidden:
@@ -362,12 +413,12 @@ def failure_message(exercise: Exercise, result: CaseResult, number: int, total: 
         ]
         if result.note:
             lines.append(_block("note", textwrap.fill(result.note, width=96 - _LABEL)))
-    lines.append(_hint(exercise))
+    lines.append(_hint(exercise, hint))
     return "\n".join(lines)
 
 
 def evaluate(exercise: Exercise, fn: Callable[..., Any], *, seed: int | None = None,
-             watch: bool = True) -> tuple[str, str]:
+             watch: bool = True, hint: int | None = None) -> tuple[str, str]:
     """``(status, message)``: what :func:`check` would report, without printing it.
 
     Runs the cases of ``exercise.make_cases(seed)`` (edge cases first) and stops at the first
@@ -380,11 +431,12 @@ def evaluate(exercise: Exercise, fn: Callable[..., Any], *, seed: int | None = N
     >>> evaluate(get_exercise("00.2"), get_exercise("00.2").reference)[0]
     'delegated'
     """
+    tier = hint_tier(exercise, hint)
     cases = exercise.make_cases(seed)
     results = run_cases(exercise, fn, cases, watch=watch)
     last = results[-1]
     if last.status != "passed":
-        return last.status, failure_message(exercise, last, len(results), len(cases), fn)
+        return last.status, failure_message(exercise, last, len(results), len(cases), fn, hint=tier)
     return "passed", f"Exercise {exercise.id} passed: {exercise.points}/{exercise.points} points ({len(cases)} cases)"
 
 
@@ -393,7 +445,31 @@ def _nbgrader_running() -> bool:
     return os.environ.get("NBGRADER_EXECUTION") in ("autograde", "validate")
 
 
-def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> CheckResult:
+def evaluate_question(question: Question, value: Any, *, hint: int | None = None) -> tuple[str, str]:
+    """``(status, message)`` for an answer to a graded question: what :func:`check` reports.
+
+    The grader words its feedback with this function too (on the literal the notebook assigns),
+    so the notebook's check and the grader always agree. The explanation is shown on a pass only.
+    """
+    tier = hint_tier(question, hint)
+    status, problem = grade_answer(question, value)
+    head, points = f"Question {question.id}", question.points
+    if status == "passed":
+        return status, (f"{head} passed: {points}/{points} points\n"
+                        + _block("why", textwrap.fill(question.explanation, width=96 - _LABEL)))
+    if status == "not done":
+        lines = [f"{head} is not answered yet: 0/{points} points",
+                 f"  Replace None in `{question.variable} = None` with your answer ({question.expected_form()}),",
+                 "  run that cell, then run this check again."]
+        if tier is not None:
+            lines += hint_lines(question, tier)
+        return status, "\n".join(lines)
+    return status, "\n".join([f"{head} failed: 0/{points} points", _block("problem", problem),
+                              *hint_lines(question, tier)])
+
+
+def check(exercise_id: str, fn: Callable[..., Any], *, hint: int | None = None,
+          verbose: bool = True) -> CheckResult:
     """Check the learner's ``fn`` on every case of an exercise and print the feedback.
 
     ``NotImplementedError`` counts as "not done yet"; any other exception is reported with its
@@ -402,17 +478,38 @@ def check(exercise_id: str, fn: Callable[..., Any], *, verbose: bool = True) -> 
     autogrades or validates a notebook (``NBGRADER_EXECUTION``), a graded check that does not pass
     also raises ``AssertionError``: that is how nbgrader withholds a test cell's points.
 
+    A failure shows the first failing case and tier 1 of the hint, and says how to ask for the next
+    tier: ``check("02.1", quantize_tensor, hint=2)`` shows tier 2 (a tier that does not exist is a
+    ``ValueError`` naming the ones that do).
+
+    For a graded question (id ``"NN.QK"``), ``fn`` is the answer: ``check("06.Q1", q1_answer)``
+    (``None``: "not answered yet"); the explanation is shown once it is right.
+
     >>> result = check("00.2", lambda qmin, qmax: qmax - qmin + 1)
     Exercise 00.2 passed: 1/1 points (10 cases)
     >>> result.points, result.implementation(0, 3)
     (1, 4)
     """
-    exercise = get_exercise(exercise_id)
+    item = get_item(exercise_id)
+    if isinstance(item, Question):
+        status, message = evaluate_question(item, fn, hint=hint)
+        passed = status == "passed"
+        if verbose:
+            _show(status, message)
+        result = CheckResult(exercise_id=item.id, passed=passed, points=item.points if passed else 0,
+                             max_points=item.points, message=message, implementation=None, status=status,
+                             shown=verbose)
+        if verbose and not passed and _nbgrader_running():
+            caller = sys._getframe(1).f_globals
+            if item.variable in caller and fn is caller[item.variable]:
+                raise AssertionError(message.split("\n", 1)[0])
+        return result
+    exercise = item
     if not callable(fn):
         raise TypeError(
             f"check({exercise.id!r}, fn) needs your function {exercise.function}, got {format_value(fn)}"
         )
-    status, message = evaluate(exercise, fn)
+    status, message = evaluate(exercise, fn, hint=hint)
     passed = status == "passed"
     if verbose:
         _show(status, message)

@@ -8,8 +8,13 @@ only, and only when an exercise sets ``rtol``/``atol``.
 Every description is deterministic (fixed numpy print options, no memory addresses), because
 notebooks that print them are compared output for output by nbval.
 
+Torch tensors compare like arrays: an expected ``torch.Tensor`` wants a tensor of the same shape and
+dtype kind (the exact dtype with ``strict_dtype``) and equal values, or values within ``rtol``/``atol``.
+Their values are read as numpy arrays (bfloat16 and float8 widened to float32, exactly), never with
+the tensor's own ``==``. Nothing here imports torch: a tensor can exist only once torch is loaded.
+
 Nothing here trusts the returned object: :func:`plain_problem` accepts only plain ``ndarray``s of
-numbers, numpy and Python numbers, and tuples, lists and dicts of them (an ndarray subclass whose
+numbers, dense ``torch.Tensor``s, numpy and Python numbers, and tuples, lists and dicts of them (an ndarray subclass whose
 ``==`` always says True is refused before any comparison), and the functions the comparison needs
 (``math.isclose``, ``np.isclose``, ...) are captured when this module is imported, so patching them
 later from a notebook changes nothing.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sys
 from typing import Any
 
 import numpy as np
@@ -45,6 +51,51 @@ _ANY_KIND = {"i": "any integer dtype", "u": "any integer dtype", "f": "any float
              "b": "dtype bool", "c": "any complex dtype"}
 
 
+_TORCH_KINDS = {"bool": "b", "uint8": "u", "uint16": "u", "uint32": "u", "uint64": "u", "int8": "i",
+                "int16": "i", "int32": "i", "int64": "i", "float16": "f", "bfloat16": "f", "float32": "f",
+                "float64": "f", "float8_e4m3fn": "f", "float8_e5m2": "f", "float8_e4m3fnuz": "f",
+                "float8_e5m2fnuz": "f", "complex64": "c", "complex128": "c"}
+
+
+def _is_tensor(value: Any) -> bool:
+    """Exactly a ``torch.Tensor`` (or ``torch.nn.Parameter``); ``False`` without importing torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        return _type(value) in (torch.Tensor, torch.nn.Parameter)
+    except AttributeError:
+        return False
+
+
+def _tensor_kind(value: Any) -> str:
+    return _TORCH_KINDS.get(str(value.dtype).removeprefix("torch."), "?")
+
+
+def _tensor_problem(value: Any) -> str | None:
+    import torch
+
+    if _tensor_kind(value) == "?":
+        return f"returned a tensor of dtype {value.dtype}: return a tensor of numbers (not quantized)"
+    if value.layout != torch.strided or getattr(value, "is_nested", False) or value.device.type == "meta":
+        return "returned a tensor that is not dense: return a dense tensor (.to_dense())"
+    return None
+
+
+def _tensor_numpy(value: Any) -> np.ndarray:
+    """The tensor's values as a numpy array: bfloat16 and float8 widened to float32 (exactly)."""
+    import torch
+
+    data = value.detach().to("cpu").resolve_conj().resolve_neg()
+    name = str(data.dtype).removeprefix("torch.")
+    if name == "bfloat16" or name.startswith("float8"):
+        data = data.to(torch.float32)
+    try:
+        return data.numpy().copy()
+    except (TypeError, RuntimeError):  # an integer dtype this numpy bridge lacks
+        return data.to(torch.int64 if _tensor_kind(value) in "iu" else torch.float64).numpy().copy()
+
+
 def format_value(value: Any, *, width: int = 80, exact_dtype: bool = True) -> str:
     """A short, deterministic text for ``value``: arrays abbreviated with ``np.array2string``.
 
@@ -66,6 +117,15 @@ def format_value(value: Any, *, width: int = 80, exact_dtype: bool = True) -> st
         shape = f", shape={value.shape}" if value.size > _THRESHOLD else ""
         dtype = f"dtype={value.dtype}" if exact_dtype else _ANY_KIND.get(value.dtype.kind, f"dtype={value.dtype}")
         return f"array({text}, {dtype}{shape})"
+    if _is_tensor(value) and _tensor_problem(value) is None:
+        array = _tensor_numpy(value)
+        text = np.array2string(
+            array, max_line_width=width, precision=8, suppress_small=False, separator=", ",
+            prefix="tensor(", threshold=_THRESHOLD, edgeitems=3, floatmode="maxprec", sign="-",
+        )
+        shape = f", shape={tuple(value.shape)}" if array.size > _THRESHOLD else ""
+        dtype = f"dtype={value.dtype}" if exact_dtype else _ANY_KIND.get(_tensor_kind(value), f"dtype={value.dtype}")
+        return f"tensor({text}, {dtype}{shape})"
     if isinstance(value, tuple):
         inner = ", ".join(format_value(v, width=width, exact_dtype=exact_dtype) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -108,6 +168,8 @@ def plain_problem(value: Any, _depth: int = 0) -> str | None:
     kind = _type(value)
     if kind in _PLAIN_SCALARS:
         return None
+    if _is_tensor(value):
+        return _tensor_problem(value)
     if kind is _np_ndarray:
         if value.dtype.kind not in _NUMBER_KINDS or value.dtype.fields is not None:
             return f"returned an array of dtype {value.dtype}: return an array of numbers"
@@ -131,6 +193,9 @@ def plain_problem(value: Any, _depth: int = 0) -> str | None:
                 if problem is not None:
                     return problem
         return None
+    torch = sys.modules.get("torch")
+    if torch is not None and _isinstance(value, torch.Tensor):
+        return f"returned a {kind.__name__}, a subclass of torch.Tensor: return a plain tensor"
     for base, fix in ((_np_ndarray, "a plain numpy array (np.asarray(...))"), (tuple, "a plain tuple"),
                       (list, "a plain list"), (dict, "a plain dict"), (float, "a plain float"),
                       (int, "a plain int")):
@@ -189,6 +254,8 @@ def tie_note(x: Any, scale: Any, got: Any, expected: Any, name: str = "x") -> st
 def _type_name(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {value.shape}"
+    if _is_tensor(value):
+        return f"a torch tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
     if value is None:
         return "None"
     if isinstance(value, (list, tuple, dict)):
@@ -258,6 +325,24 @@ def _compare_arrays(got: Any, expected: np.ndarray, rtol: float, atol: float,
     )
 
 
+def _compare_tensors(got: Any, expected: Any, rtol: float, atol: float, strict_dtype: bool) -> str | None:
+    if not _is_tensor(got):
+        hint = "; convert it with torch.from_numpy(...)" if isinstance(got, np.ndarray) else ""
+        return f"expected a torch tensor, got {_type_name(got)}{hint}"
+    if tuple(got.shape) != tuple(expected.shape):
+        return f"returned shape {tuple(got.shape)}, expected shape {tuple(expected.shape)}"
+    if strict_dtype and got.dtype != expected.dtype:
+        return f"returned dtype {got.dtype}, expected dtype {expected.dtype}"
+    kind, got_kind = _tensor_kind(expected), _tensor_kind(got)
+    if got_kind not in _SAME_KIND.get(kind, kind):
+        what = _KINDS.get(kind, str(expected.dtype))
+        return f"returned dtype {got.dtype}, expected {what} dtype such as {expected.dtype}"
+    g, e = _tensor_numpy(got), _tensor_numpy(expected)
+    if g.ndim == 0:  # compare 0-d tensors as 1-element arrays: the message reads the same
+        g, e = g.reshape(1), e.reshape(1)
+    return _compare_arrays(g, e, rtol, atol, False)
+
+
 def compare_values(got: Any, expected: Any, *, rtol: float = 0.0, atol: float = 0.0,
                    strict_dtype: bool = False) -> str | None:
     """Return ``None`` if ``got`` matches ``expected``, else a short reason why not.
@@ -266,7 +351,8 @@ def compare_values(got: Any, expected: Any, *, rtol: float = 0.0, atol: float = 
       (NaN equals NaN); float values within ``rtol``/``atol`` if either is non-zero;
     - ints: an integer (Python or numpy) with the same value; floats: any real number, equal or
       ``math.isclose`` within the tolerance; bools: a bool;
-    - tuples and lists: the same length, compared item by item; dicts: same keys, then values.
+    - tuples and lists: the same length, compared item by item; dicts: same keys, then values;
+    - torch tensors: a tensor (not an array) of the same shape and dtype kind, values as for arrays.
 
     ``got`` must be plain data (:func:`plain_problem`): an ndarray subclass or an object with its
     own ``__eq__`` is refused before anything is compared.
@@ -281,6 +367,8 @@ def compare_values(got: Any, expected: Any, *, rtol: float = 0.0, atol: float = 
     problem = plain_problem(got)
     if problem is not None:
         return problem
+    if _is_tensor(expected):
+        return _compare_tensors(got, expected, rtol, atol, strict_dtype)
     if isinstance(expected, np.ndarray) and expected.ndim > 0:
         return _compare_arrays(got, expected, rtol, atol, strict_dtype)
     expected = _scalar(expected)

@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from qlearn.grading._disarm import raiser_code, replace_everywhere
+
 __all__ = [
     "GRADING_PACKAGE",
     "DelegationError",
@@ -60,6 +62,8 @@ GRADING_PACKAGE = "qlearn.grading"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _GRADING_DIRS = tuple({os.path.join(_HERE, ""), os.path.join(os.path.realpath(_HERE), "")})
 _SELF_FILES = frozenset({__file__, os.path.abspath(__file__), os.path.realpath(__file__)})
+# disarm() never disarms its own machinery: this module and the mechanics it shares with the child
+_KEEP_FILES = _SELF_FILES | {os.path.realpath(sys.modules[raiser_code.__module__].__file__)}
 _FIXTURE_CODES: set[tuple[str, int, str]] = set()
 
 # Captured at import time: nothing the learner's namespace patches later can change them.
@@ -428,26 +432,10 @@ class Watcher:
 # --- disarming, for the grader's child process ------------------------------------------------
 
 def _raiser_code(function: types.FunctionType, message: str) -> types.CodeType:
-    """A code object that raises ``DelegationError(message)``, with ``function``'s free variables."""
-    free = function.__code__.co_freevars
-    touch = f"lambda: ({', '.join(free)},)" if free else "None"
-    assign = "".join(f"    {v} = None\n" for v in free)
-    source = (
-        "def _outer():\n" + assign +
-        f"    def {function.__code__.co_name if function.__code__.co_name.isidentifier() else 'disarmed'}"
-        "(*args, **kwargs):\n"
-        f"        {touch}\n"
-        "        raise __import__('qlearn.grading.delegation', fromlist=['DelegationError'])"
-        f".DelegationError({message!r})\n"
-        f"    return {function.__code__.co_name if function.__code__.co_name.isidentifier() else 'disarmed'}\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<disarmed>", "exec"), namespace)
-    inner = namespace["_outer"]()
-    code = inner.__code__
-    if len(code.co_freevars) != len(free):  # pragma: no cover - the compiler keeps every touched name
-        raise RuntimeError(f"cannot disarm {function.__qualname__}: free variables differ")
-    return code
+    """A code object that raises ``DelegationError(message)``, with ``function``'s free variables
+    (the mechanics are shared with the grader's child: :mod:`qlearn.grading._disarm`)."""
+    return raiser_code(function, message,
+                       "__import__('qlearn.grading.delegation', fromlist=['DelegationError']).DelegationError")
 
 
 def _c_raiser(message: str, name: str) -> Callable[..., Any]:
@@ -531,35 +519,12 @@ def disarm(forbidden: Iterable[Any], *, grading: bool = True) -> list[str]:
             code = function.__code__
             if code.co_filename == "<disarmed>" or _code_key(code) in _FIXTURE_CODES:
                 continue
-            if os.path.realpath(code.co_filename) in _SELF_FILES:
+            if os.path.realpath(code.co_filename) in _KEEP_FILES:
                 continue
             function.__code__ = _raiser_code(function, message)
             done.append(dotted)
         elif id(function) not in c_targets:
             c_targets[id(function)] = (function, _c_raiser(message, dotted))
             done.append(dotted)
-    if c_targets:
-        holders: list[Any] = [m for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)]
-        for function, _ in c_targets.values():
-            owner = getattr(function, "__objclass__", None) or getattr(function, "__self__", None)
-            if owner is not None and not isinstance(owner, types.ModuleType):
-                holders.append(owner if isinstance(owner, type) else type(owner))
-        for holder in holders:
-            try:
-                items = list(vars(holder).items())
-            except TypeError:
-                continue
-            for attr, value in items:
-                hit = c_targets.get(id(value))
-                if hit is not None and hit[0] is value:
-                    try:
-                        setattr(holder, attr, hit[1])
-                    except (AttributeError, TypeError):
-                        pass
-                    if isinstance(holder, type):  # a C type refuses setattr: its subclasses may not
-                        for sub in holder.__subclasses__():
-                            try:
-                                setattr(sub, attr, hit[1])
-                            except (AttributeError, TypeError):
-                                pass
+    replace_everywhere(c_targets)  # every module, the owning class and its subclasses
     return done

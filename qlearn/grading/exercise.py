@@ -10,9 +10,15 @@ A lab module (``qlearn/grading/labs/labNN.py``) declares its exercises like this
     register(Exercise(
         id="00.2", title="Count the integer codes in [qmin, qmax]", points=1,
         reference=_num_codes, cases=_num_codes_cases, function="num_codes",
-        hint="Both ends are codes: [0, 3] holds 0, 1, 2 and 3.", notebook="00_welcome",
+        hint=("Both ends of the range are codes.",                  # tier 1: the concept
+              "Count a small range by hand, such as 0 to 3."),      # tier 2: a specific pointer
+        notebook="00_welcome",
         wrong_answers={"off by one": lambda qmin, qmax: qmax - qmin},
     ))
+
+``hint`` is one string or a tuple of tiers, from the concept to a specific pointer, never code; a
+failed ``check`` shows tier 1 and says how to ask for the next (``check("00.2", num_codes, hint=2)``).
+Graded questions (ids ``NN.QK``) are :class:`~qlearn.grading.question.Question` objects.
 """
 
 from __future__ import annotations
@@ -28,29 +34,64 @@ import numpy as np
 
 from qlearn.grading.compare import compare_values
 
-__all__ = ["Case", "Exercise", "normalize_id"]
+__all__ = ["Case", "Exercise", "hint_tiers", "is_question_id", "normalize_id"]
 
-_ID = re.compile(r"^(\d{1,2})\.(\d+)$")
+_ID = re.compile(r"^(\d{1,2})\.([Qq]?)(\d+)$")
 
 
 def normalize_id(exercise_id: object) -> str:
-    """Return an exercise id in its canonical two-digit-lab form: ``"2.3"`` becomes ``"02.3"``.
+    """Return an exercise or question id in its canonical form: ``"2.3"`` becomes ``"02.3"``,
+    ``"6.q1"`` becomes ``"06.Q1"`` (a graded question, :class:`~qlearn.grading.question.Question`).
 
-    >>> normalize_id("2.3"), normalize_id("02.10")
-    ('02.3', '02.10')
+    >>> normalize_id("2.3"), normalize_id("02.10"), normalize_id("6.q1"), normalize_id(" 06.Q12 ")
+    ('02.3', '02.10', '06.Q1', '06.Q12')
     """
     if not isinstance(exercise_id, str):
-        raise TypeError(f"an exercise id must be a string such as '02.3', got {exercise_id!r}")
+        raise TypeError(f"an exercise id must be a string such as '02.3' (or '02.Q1' for a question), "
+                        f"got {exercise_id!r}")
     match = _ID.match(exercise_id.strip())
     if match is None:
-        raise ValueError(f"an exercise id looks like '02.3' (lab.number), got {exercise_id!r}")
-    return f"{int(match[1]):02d}.{int(match[2])}"
+        raise ValueError(f"an exercise id looks like '02.3' (lab.number), a question id like '02.Q1'; "
+                         f"got {exercise_id!r}")
+    return f"{int(match[1]):02d}.{'Q' if match[2] else ''}{int(match[3])}"
 
 
-def id_sort_key(exercise_id: str) -> tuple[int, int]:
-    """Sort ids numerically, so that ``"02.10"`` comes after ``"02.9"``."""
-    lab, number = exercise_id.split(".")
-    return int(lab), int(number)
+def is_question_id(item_id: str) -> bool:
+    """Whether a (normalized) id is a graded question's, ``"06.Q1"``, rather than an exercise's.
+
+    >>> is_question_id("06.Q1"), is_question_id("06.1")
+    (True, False)
+    """
+    return item_id.split(".", 1)[1].startswith("Q")
+
+
+def id_sort_key(exercise_id: str) -> tuple[int, int, int]:
+    """Sort ids numerically, so that ``"02.10"`` comes after ``"02.9"``; a lab's questions
+    (``"02.Q1"``) come after its exercises.
+
+    >>> sorted(["02.Q1", "02.10", "01.2", "02.9"], key=id_sort_key)
+    ['01.2', '02.9', '02.10', '02.Q1']
+    """
+    lab, number = normalize_id(exercise_id).split(".")
+    question = number.startswith("Q")
+    return int(lab), int(question), int(number.lstrip("Q"))
+
+
+def hint_tiers(hint: object, owner: str) -> tuple[str, ...]:
+    """The tiers of a hint: a str is one tier, a tuple (or list) of str is several, from the concept
+    to a specific pointer. ``owner`` ("Exercise 06.2") names the culprit in the error.
+
+    >>> hint_tiers("Think of the range.", "Exercise 09.1")
+    ('Think of the range.',)
+    >>> hint_tiers(("Concept.", "Pointer."), "Exercise 09.1")
+    ('Concept.', 'Pointer.')
+    """
+    tiers = (hint,) if isinstance(hint, str) else hint
+    if not isinstance(tiers, (tuple, list)) or not tiers or not all(
+            isinstance(t, str) and t.strip() for t in tiers):
+        raise ValueError(f"{owner}: hint must be a non-empty string or a tuple of non-empty strings "
+                         f"(tier 1 the concept, later tiers more specific), got {hint!r}")
+    return tuple(tiers)
 
 
 @dataclass(frozen=True)
@@ -128,7 +169,7 @@ class Exercise:
     reference: Callable[..., Any]
     cases: Callable[[np.random.Generator], list[Case]]
     function: str
-    hint: str
+    hint: str | tuple[str, ...]
     notebook: str
     compare: Callable[[Any, Any], str | None] | None = None
     seed: int = 0
@@ -143,6 +184,9 @@ class Exercise:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", normalize_id(self.id))
+        if is_question_id(self.id):
+            raise ValueError(f"Exercise {self.id}: an id of the form NN.QK is a graded question's; "
+                             f"register a qlearn.grading.Question for it, or number the exercise NN.K")
         if not isinstance(self.points, int) or isinstance(self.points, bool) or self.points < 1:
             raise ValueError(f"Exercise {self.id}: points must be a positive int, got {self.points!r}")
         for name in ("reference", "cases"):
@@ -151,9 +195,9 @@ class Exercise:
         if not (isinstance(self.function, str) and self.function.isidentifier()
                 and not keyword.iskeyword(self.function)):
             raise ValueError(f"Exercise {self.id}: function must be a Python name, got {self.function!r}")
-        for name in ("title", "hint"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"Exercise {self.id}: {name} must be a non-empty string")
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise ValueError(f"Exercise {self.id}: title must be a non-empty string")
+        object.__setattr__(self, "hint", hint_tiers(self.hint, f"Exercise {self.id}"))
         if not isinstance(self.notebook, str) or not self.notebook.startswith(self.lab + "_"):
             raise ValueError(
                 f"Exercise {self.id}: notebook must be the notebook's name without .ipynb and start "
@@ -182,6 +226,11 @@ class Exercise:
     def lab(self) -> str:
         """The two-digit lab number, ``"02"`` for exercise ``"02.3"``."""
         return self.id.split(".")[0]
+
+    @property
+    def hints(self) -> tuple[str, ...]:
+        """The hint's tiers (``hint`` is stored as this tuple, a str given as one tier)."""
+        return self.hint
 
     def make_cases(self, seed: int | None = None) -> list[Case]:
         """Build the cases from ``np.random.default_rng(seed)``; ``seed=None`` means ``self.seed``.

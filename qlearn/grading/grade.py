@@ -24,6 +24,10 @@ For each notebook:
    dtype/shape/base64, :mod:`qlearn.grading._plain`). The parent validates each line (known case,
    once, in order, plain values), computes every expected value itself with the reference, and
    compares. An exercise over its time limit (``--exercise-timeout``) costs only that exercise.
+4. **Graded questions** (``NN.QK``, :mod:`qlearn.grading.question`): no code runs. The answer is the
+   literal of the last top-level assignment to the question's variable (``q1_answer = "b"``), read
+   with ``ast.literal_eval``, and graded by the same function as the notebook's ``check``, so the
+   two always agree. An expression instead of a literal earns nothing, and the feedback says why.
 
 Exit status: 0 when every notebook was graded (whatever the scores); 1 when one could not be read,
 run or graded (the reason is in the JSON and on stderr), after all the others are graded.
@@ -56,12 +60,13 @@ from typing import Any
 import numpy as np
 
 from qlearn.grading import _sandbox
-from qlearn.grading._plain import PlainError, Unsupported, decode, encode
+from qlearn.grading._plain import PlainError, Unsupported, carries_tensors, decode, encode
 from qlearn.grading._sandbox_extract import extract, imported_packages, needed_for
-from qlearn.grading.checker import compare_case, uses_torch
+from qlearn.grading.checker import compare_case, evaluate_question, hint_lines, uses_torch
 from qlearn.grading.compare import format_value
-from qlearn.grading.exercise import Case, Exercise
-from qlearn.grading.registry import EXERCISES, exercises_for_lab
+from qlearn.grading.exercise import Case, Exercise, is_question_id
+from qlearn.grading.question import Question, read_answer
+from qlearn.grading.registry import EXERCISES, exercises_for_lab, items_for_lab
 
 __all__ = ["GradeOptions", "NotebookGrade", "find_notebooks", "grade_notebook", "grade_notebooks",
            "load_instructor_cases", "main"]
@@ -270,8 +275,8 @@ def load_instructor_cases(path: Path) -> dict[str, list[Case]]:
 
 def _child_source() -> str:
     if "child" not in _CACHE:
-        _CACHE["child"] = ((_GRADING / "_plain.py").read_text(encoding="utf-8") + "\n"
-                           + (_GRADING / "_runner.py").read_text(encoding="utf-8"))
+        _CACHE["child"] = "\n".join((_GRADING / name).read_text(encoding="utf-8")
+                                     for name in ("_plain.py", "_disarm.py", "_runner.py"))
     return _CACHE["child"]
 
 
@@ -452,7 +457,7 @@ def _feedback(exercise: Exercise, status: str, number: int, total: int, case: Ca
         lines += [_indent("returned", format_value(got)), _indent("problem", detail)]
     else:
         lines.append(_indent("error", detail))
-    lines.append(_indent("hint", exercise.hint))
+    lines += hint_lines(exercise)
     return "\n".join(lines)
 
 
@@ -476,6 +481,7 @@ def _score_exercise(exercise: Exercise, statements, options: GradeOptions, *, ro
            "refused": [] if uses_torch(exercise, [c for c, _, _, _ in cases]) else ["torch"],
            "top_imports": sorted(imported_packages(statements)), "forbidden": list(getattr(exercise, "forbidden", ())),
            "cases": [a for _, _, a, _ in cases], "kwargs": [k for _, _, _, k in cases], "result": mode,
+           "tensors": carries_tensors([[a, k] for _, _, a, k in cases]),
            "protected": [str(_PACKAGE)], "checkout": _checkout_job(), "writable": [str(root)] + (["/tmp"] if _sandbox.bwrap_available() else []),
            "limits": {"memory": options.memory_mb * 2**20, "cpu": int(options.exercise_timeout) + 5,
                       "nproc": _nproc_limit()}}
@@ -549,11 +555,33 @@ def _score_exercise(exercise: Exercise, statements, options: GradeOptions, *, ro
     return row
 
 
-def _validate(rows: list[dict], exercises: list[Exercise]) -> None:
+def _score_question(question: Question, cells: list[str]) -> dict[str, Any]:
+    """Grade a question from the literal the notebook assigns to its variable: no code runs."""
+    row = {"id": question.id, "points": 0, "max_points": question.points, "passed": False,
+           "status": "error", "message": "", "cases": 0, "hidden_cases": 0}
+    found, value = read_answer(cells, question.variable)
+    if found == "missing":
+        row.update(status="not found", message=(
+            f"Question {question.id}: no line {question.variable} = <your answer> was found at the top level "
+            f"of a code cell: 0/{question.points} points"))
+        return row
+    if found == "not literal":
+        row.update(status="error", message=(
+            f"Question {question.id}: the answer must be written as a literal, such as {question.variable} = "
+            f"{'0.25' if question.numeric else repr(next(iter(question.choices)))}; the grader reads it and "
+            f"runs no code, and the last line found is {question.variable} = {value}: 0/{question.points} points"))
+        return row
+    status, message = evaluate_question(question, value)
+    row.update(status=status, message=message, passed=status == "passed",
+               points=question.points if status == "passed" else 0)
+    return row
+
+
+def _validate(rows: list[dict], exercises: list[Exercise | Question]) -> None:
     """Every row: an id from the catalogue, once each, integer points in [0, max]."""
     ids = [row["id"] for row in rows]
     if ids != [ex.id for ex in exercises]:
-        raise RuntimeError(f"grader bug: rows {ids} do not match the lab's exercises")
+        raise RuntimeError(f"grader bug: rows {ids} do not match the lab's exercises and questions")
     for row, ex in zip(rows, exercises):
         points = row["points"]
         if type(points) is not int or not 0 <= points <= ex.points or row["max_points"] != ex.points:
@@ -705,17 +733,17 @@ def _grade_one(path: Path, text: bytes | None, options: GradeOptions, scratch: P
     except ValueError as exc:
         grade.error = str(exc)
         if options.lab is not None and exercises_for_lab(options.lab):
-            exercises = exercises_for_lab(options.lab)
+            exercises = items_for_lab(options.lab)
             grade.lab, grade.max_score = options.lab, sum(ex.points for ex in exercises)
         elif re.match(r"^(\d{2})_", path.name) and exercises_for_lab(path.name[:2]):
-            exercises = exercises_for_lab(path.name[:2])
+            exercises = items_for_lab(path.name[:2])
             grade.lab, grade.max_score = path.name[:2], sum(ex.points for ex in exercises)
         else:
             exercises = []
         grade.exercises = [{"id": ex.id, "points": 0, "max_points": ex.points, "passed": False,
                             "status": "not graded", "message": ""} for ex in exercises]
         return grade
-    exercises = exercises_for_lab(lab)
+    exercises = items_for_lab(lab)
     grade.lab, grade.max_score = lab, sum(ex.points for ex in exercises)
     root = Path(tempfile.mkdtemp(prefix="g", dir=scratch))
     token = _sandbox.new_token()
@@ -729,6 +757,9 @@ def _grade_one(path: Path, text: bytes | None, options: GradeOptions, scratch: P
         grade.notes = notes
         rows = []
         for exercise in exercises:
+            if isinstance(exercise, Question):
+                rows.append(_score_question(exercise, _code_cells(data)))
+                continue
             # each exercise in a fresh copy of the folder: one cannot prepare files for the next
             shutil.rmtree(workdir, ignore_errors=True)
             _sandbox.copy_submission(path, text, workdir)
@@ -867,7 +898,8 @@ def feedback_markdown(grade: NotebookGrade) -> str:
         lines.append("")
     for row in grade.exercises:
         mark = "passed" if row["passed"] else row["status"]
-        lines += [f"## Exercise {row['id']}: {row['points']}/{row['max_points']} ({mark})", ""]
+        kind = "Question" if is_question_id(row["id"]) else "Exercise"
+        lines += [f"## {kind} {row['id']}: {row['points']}/{row['max_points']} ({mark})", ""]
         if row.get("message"):
             lines += ["```", row["message"], "```", ""]
     return "\n".join(lines)

@@ -20,8 +20,26 @@ quantize_tensor)``                      ``qlearn.grading.EXERCISES``), ``locked:
                                         ``grade_id: "check02_1"``: an "autograder test"
 the heading cell "Exercise 02.1 (3      ``locked: true``, ``grade_id: "text02_1"``: read-only
 pts): ..."
+a question's answer (``### BEGIN        ``solution: true``, ``grade_id: "ex06_Q1"``
+SOLUTION`` around ``q1_answer = "b"``)
+its check, ``check("06.Q1",             ``grade: true``, ``points`` (from ``QUESTIONS``),
+q1_answer)``                            ``locked: true``, ``grade_id: "check06_Q1"``
+a markdown answer cell tagged           ``solution: true``, ``grade: true``, ``points`` from the
+``manual-grade``                        heading "Question 6.4 (2 pts, graded by hand)" at or
+                                        above it, ``grade_id: "manual06_4"``: nbgrader's
+                                        "manually graded answer"
+a question's heading cell "Question     ``locked: true``, ``grade_id: "question06_4"``
+6.4 ..." (auto or by hand)              (``"question06_Q1"``)
 the cell that imports ``check``         ``locked: true``, ``grade_id: "setup"``: read-only
 ======================================  =====================================================
+
+A prose answer graded by hand: the question's markdown cell carries its points in its heading, the
+answer cell below it is tagged ``manual-grade`` (its text in the solution notebook is the model
+answer; the student version, like nbgrader's release, shows ``YOUR ANSWER HERE``)::
+
+    **Question 6.4 (2 pts, graded by hand)** Why does the first layer lose more accuracy?
+
+    <the answer cell, tagged manual-grade>
 
 grade_ids come from the exercise ids, not from cell positions, so they stay the same when cells are
 added or moved. A check cell is the one that calls ``check("NN.N", fn)`` with the exercise's own
@@ -62,15 +80,17 @@ from typing import Any
 
 from qlearn.grading.clean import dumps_notebook, read_notebook
 from qlearn.grading.exercise import normalize_id
-from qlearn.grading.registry import exercises_for_lab, notebook_lab
-from qlearn.grading.student import exercise_headings, solution_regions
+from qlearn.grading.question import Question
+from qlearn.grading.registry import exercises_for_lab, notebook_lab, questions_for_lab
+from qlearn.grading.student import exercise_headings, manual_answer_cells, question_headings, solution_regions
 
 __all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "NBGRADER_CONFIG", "NbgraderMetadataError", "SCHEMA_VERSION",
            "add_nbgrader_metadata", "grade_id", "main", "nbgrader_cells", "nbgrader_source"]
 
 SCHEMA_VERSION = 3
 # The grade_ids this module writes (and removes when stale): ex02_1, check02_1, text02_1__02_2, setup_2
-_OURS = re.compile(r"^(?:(?:ex|check|text)\d{2}_\d+(?:__\d{2}_\d+)*|setup(?:_\d+)?)$")
+_OURS = re.compile(r"^(?:(?:ex|check|text|question)\d{2}_Q?\d+(?:__\d{2}_Q?\d+)*|manual\d{2}_Q?\d+"
+                   r"|setup(?:_\d+)?)$")
 # nbgrader's delimiters, as NBGRADER_CONFIG sets them: the exact markers of our solution regions
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 _MARKERS = (BEGIN_SOLUTION, END_SOLUTION)
@@ -98,6 +118,8 @@ def grade_id(kind: str, exercise_ids: list[str] | tuple[str, ...]) -> str:
 
     >>> grade_id("ex", ["02.1"]), grade_id("check", ["02.1"]), grade_id("text", ["00.2", "00.3"])
     ('ex02_1', 'check02_1', 'text00_2__00_3')
+    >>> grade_id("check", ["6.q1"]), grade_id("manual", ["06.4"])
+    ('check06_Q1', 'manual06_4')
     """
     return kind + "__".join(normalize_id(i).replace(".", "_") for i in exercise_ids)
 
@@ -157,6 +179,11 @@ def _imports_check(source: str) -> bool:
                for node in ast.walk(tree))
 
 
+def _answer_name(item: Any) -> str:
+    """The name a check cell passes: the exercise's function, or the question's variable."""
+    return item.variable if isinstance(item, Question) else item.function
+
+
 def _where(name: str, index: int) -> str:
     return f"{name}, cell {index + 1}"
 
@@ -182,8 +209,10 @@ def nbgrader_cells(nb: Any, name: str = "notebook") -> dict[int, dict[str, Any]]
     catalogue = {ex.id: ex for ex in exercises_for_lab(lab)}
     if not catalogue:
         raise NbgraderMetadataError(f"{name}: lab {lab} has no exercises in qlearn.grading.EXERCISES")
+    catalogue.update({q.id: q for q in questions_for_lab(lab)})
     try:
         regions = solution_regions(nb, name)
+        manual = manual_answer_cells(nb, name)
     except ValueError as exc:
         raise NbgraderMetadataError(str(exc)) from None
 
@@ -219,20 +248,21 @@ def nbgrader_cells(nb: Any, name: str = "notebook") -> dict[int, dict[str, Any]]
         if cell.cell_type != "code":
             continue
         graded = [exercise_id for exercise_id, fn in _check_calls(cell.source)
-                  if exercise_id in catalogue and fn == catalogue[exercise_id].function]
+                  if exercise_id in catalogue and fn == _answer_name(catalogue[exercise_id])]
         graded = list(dict.fromkeys(graded))
         if graded and index in solved:
             raise NbgraderMetadataError(
                 f"{_where(name, index)}: this cell holds both the solution of {', '.join(solved[index])} "
                 f"and the check of {', '.join(graded)}; nbgrader would take it for a manually graded "
-                f"answer. Put the check call in a cell of its own after the solution"
+                f"answer. Put the check call in a cell of its own after the solution (for a question "
+                f"too: the answer cell, then a cell check({graded[0]!r}, ...))"
             )
         for exercise_id in graded:
             if exercise_id in checked:
                 raise NbgraderMetadataError(
                     f"{_where(name, index)}: exercise {exercise_id} is checked here and in cell "
                     f"{checked[exercise_id] + 1}; nbgrader would award its points twice. Check the "
-                    f"learner's function {catalogue[exercise_id].function} once, or check a copy under "
+                    f"learner's {_answer_name(catalogue[exercise_id])} once, or check a copy under "
                     f"another name in a demo"
                 )
             checked[exercise_id] = index
@@ -244,6 +274,17 @@ def nbgrader_cells(nb: Any, name: str = "notebook") -> dict[int, dict[str, Any]]
 
     done = {exercise_id for ids in solved.values() for exercise_id in ids}
     for exercise_id, exercise in catalogue.items():
+        if isinstance(exercise, Question):
+            if exercise_id not in done:
+                raise NbgraderMetadataError(
+                    f"{name}: question {exercise_id} of lab {lab} has no answer region (a cell with "
+                    f"### BEGIN SOLUTION, {exercise.variable} = <the answer>, ### END SOLUTION at its top level)")
+            if exercise_id not in checked:
+                raise NbgraderMetadataError(
+                    f"{name}: question {exercise_id} of lab {lab} has no check cell; add a cell "
+                    f"check({exercise_id!r}, {exercise.variable}) after its answer cell so that nbgrader "
+                    f"can award its {exercise.points} points")
+            continue
         if exercise_id not in done:
             raise NbgraderMetadataError(
                 f"{name}: exercise {exercise_id} ({exercise.function}) of lab {lab} has no solution "
@@ -256,13 +297,25 @@ def nbgrader_cells(nb: Any, name: str = "notebook") -> dict[int, dict[str, Any]]
                 f"award its {exercise.points} points"
             )
 
+    for index, question_id, points in manual:
+        cells[index] = _meta(grade_id("manual", [question_id]), solution=True, grade=True, points=points)
+    manual_ids = {question_id for _, question_id, _ in manual}
+
     headings: dict[int, list[str]] = {}
     for index, exercise_id, _points, _title in exercise_headings(nb):
         if exercise_id in catalogue and exercise_id not in headings.setdefault(index, []):
             headings[index].append(exercise_id)
+    asked: dict[int, list[str]] = {}
+    for index, question_id, _points, _by_hand in question_headings(nb):
+        if ((question_id in catalogue or question_id in manual_ids)
+                and question_id not in asked.setdefault(index, [])):
+            asked[index].append(question_id)
     for index, ids in headings.items():
         if ids and index not in cells:
             cells[index] = _meta(grade_id("text", ids), locked=True)
+    for index, ids in asked.items():
+        if ids and index not in cells:
+            cells[index] = _meta(grade_id("question", ids), locked=True)
 
     setups = [index for index, cell in enumerate(nb.cells)
               if cell.cell_type == "code" and index not in cells and _imports_check(cell.source)]

@@ -34,10 +34,23 @@ it never reaches the student version, in one of two ways:
   A markdown cell left empty by the removal is left out too. Write the text around a marked span
   so that it reads well with and without the span (put the span in a paragraph of its own).
 
+**Graded questions** (:class:`~qlearn.grading.question.Question`, ids ``NN.QK``) are answered at
+the top level of a cell; the region holds one assignment of a literal to the question's ``variable``
+and becomes ``q1_answer = None  # your answer``, for which the check says "not answered yet"::
+
+    ### BEGIN SOLUTION
+    q1_answer = "b"
+    ### END SOLUTION
+
+**Prose answers graded by hand**: a markdown cell tagged ``manual-grade`` holds the model answer in
+the solution notebook; the student version replaces its text with ``YOUR ANSWER HERE`` (nbgrader's
+words for a markdown answer cell).
+
 Rules, checked with a clear error:
 
-- **Every solution region lives inside a function body.** A student version must run from top to
-  bottom without error before any exercise is done; a stub at top level would stop it at once.
+- **Every exercise's solution region lives inside a function body.** A student version must run
+  from top to bottom without error before any exercise is done; a stub at top level would stop it
+  at once. Only a question's region sits at the top level: its stub assigns ``None``.
 - **The exercise id of a region** comes from the function that encloses it: the registered exercise
   (``qlearn.grading.EXERCISES``) of this lab whose ``function`` is that name. This is the robust
   way: the grader finds the learner's code by the same name, and moving or rewording a heading
@@ -56,16 +69,21 @@ from pathlib import Path
 from typing import Any
 
 from qlearn.grading.clean import clean_notebook, dumps_notebook, notebook_lab, read_notebook
-from qlearn.grading.exercise import normalize_id
-from qlearn.grading.registry import exercises_for_lab
+from qlearn.grading.exercise import is_question_id, normalize_id
+from qlearn.grading.registry import exercises_for_lab, questions_for_lab
 
 __all__ = [
+    "MANUAL_ANSWER",
+    "MANUAL_GRADE_TAG",
     "SOLUTION_ONLY_TAG",
     "SolutionOnlyProse",
     "SolutionRegion",
     "StudentVersionError",
     "build_student_notebook",
     "exercise_headings",
+    "manual_answer_cells",
+    "question_headings",
+    "question_stub_line",
     "main",
     "solution_only_prose",
     "solution_regions",
@@ -79,11 +97,19 @@ _BEGIN_HIDDEN = re.compile(r"^[ \t]*#+[ \t]*BEGIN HIDDEN TESTS[ \t]*$")
 _END_HIDDEN = re.compile(r"^[ \t]*#+[ \t]*END HIDDEN TESTS[ \t]*$")
 _MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 SOLUTION_ONLY_TAG = "solution-only"  # a cell with this tag is left out of the student version
+MANUAL_GRADE_TAG = "manual-grade"  # a markdown answer cell graded by hand (its text is the model answer)
+MANUAL_ANSWER = "YOUR ANSWER HERE"  # what the student version (and nbgrader's release) puts in its place
 _BEGIN_PROSE = re.compile(r"^[ \t]*<!--[ \t]*BEGIN SOLUTION ONLY[ \t]*-->[ \t]*$")
 _END_PROSE = re.compile(r"^[ \t]*<!--[ \t]*END SOLUTION ONLY[ \t]*-->[ \t]*$")
 # "### Exercise 02.3 (2 pts): Quantize a tensor" -> id, points, title (the points and title are optional)
 _HEADING = re.compile(
     r"^#{1,6}[ \t]*Exercise[ \t]+(\d{1,2}\.\d+)\b(?:[ \t]*\((\d+)[ \t]*pts?\))?[ \t]*:?[ \t]*(.*)$",
+    re.MULTILINE,
+)
+# "### Question 6.Q1 (1 pt): ..." or "**Question 6.4 (2 pts, graded by hand)**": id, points, by hand
+_QUESTION_HEADING = re.compile(
+    r"^[#*_ \t]*Question[ \t]+(\d{1,2})\.([Qq]?\d+)\b(?:[ \t]*\((\d+)[ \t]*pts?"
+    r"(?P<hand>[ \t]*,[ \t]*graded[ \t]+by[ \t]+hand)?[ \t]*\))?",
     re.MULTILINE,
 )
 
@@ -101,8 +127,19 @@ class SolutionRegion:
     end: int
     indent: str
     exercise_id: str
-    function: str
+    function: str  # the enclosing function; for a question, its variable
     lines: tuple[str, ...]  # the solution itself, markers excluded
+
+    @property
+    def question(self) -> bool:
+        """Whether this region answers a graded question (``NN.QK``) rather than an exercise."""
+        return is_question_id(self.exercise_id)
+
+    def stub(self) -> str:
+        """The line that replaces this region in the student version."""
+        if self.question:
+            return question_stub_line(self.indent, self.function)
+        return stub_line(self.indent, self.exercise_id)
 
 
 @dataclass(frozen=True)
@@ -127,6 +164,65 @@ def stub_line(indent: str, exercise_id: str) -> str:
     '    raise NotImplementedError("Exercise 00.1")'
     """
     return f'{indent}raise NotImplementedError("Exercise {exercise_id}")'
+
+
+def question_stub_line(indent: str, variable: str) -> str:
+    """The line that replaces a question's solution region.
+
+    >>> question_stub_line("", "q1_answer")
+    'q1_answer = None  # your answer'
+    """
+    return f"{indent}{variable} = None  # your answer"
+
+
+def question_headings(nb: Any) -> list[tuple[int, str, int | None, bool]]:
+    """Every heading ``Question 6.Q1 (1 pt): ...`` or ``Question 6.4 (2 pts, graded by hand)`` as
+    ``(cell, id, points, by_hand)``: the id normalized (``"06.Q1"``, ``"06.4"``), points ``None``
+    when the heading gives none.
+    """
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for match in _QUESTION_HEADING.finditer(cell.source):
+                points = int(match[3]) if match[3] else None
+                found.append((index, normalize_id(f"{match[1]}.{match[2]}"), points, bool(match["hand"])))
+    return found
+
+
+def manual_answer_cells(nb: Any, name: str = "notebook") -> list[tuple[int, str, int]]:
+    """The markdown answer cells graded by hand (tag ``manual-grade``) as ``(cell, question id, points)``.
+
+    The question and its points come from the nearest heading ``Question 6.4 (2 pts, graded by hand)``
+    at or above the answer cell (the question cell just above it, usually). Errors name the cell: an
+    answer cell that is not markdown, no such heading above it, a heading without points or without
+    "graded by hand", or two answer cells for one question.
+    """
+    headings = question_headings(nb)
+    found, used = [], {}
+    for index, cell in enumerate(nb.cells):
+        if MANUAL_GRADE_TAG not in cell.get("metadata", {}).get("tags", []):
+            continue
+        where = _where(name, index)
+        if cell.cell_type != "markdown":
+            raise StudentVersionError(f"{where}: the tag {MANUAL_GRADE_TAG!r} marks a markdown answer cell "
+                                      f"graded by hand; this is a {cell.cell_type} cell")
+        above = [h for h in headings if h[0] <= index]
+        if not above:
+            raise StudentVersionError(
+                f"{where}: an answer graded by hand needs a question above it with a heading such as "
+                f"'**Question 6.4 (2 pts, graded by hand)**'")
+        heading_cell, question_id, points, by_hand = above[-1]
+        if points is None or not by_hand:
+            raise StudentVersionError(
+                f"{_where(name, heading_cell)}: the heading of question {question_id} must give its points "
+                f"and say it is graded by hand, such as 'Question {question_id} ({points or 2} pts, graded by "
+                f"hand)': the answer in cell {index + 1} is graded by hand")
+        if question_id in used:
+            raise StudentVersionError(f"{where}: question {question_id} already has its answer cell "
+                                      f"(cell {used[question_id] + 1}); give each question one answer cell")
+        used[question_id] = index
+        found.append((index, question_id, points))
+    return found
 
 
 def exercise_headings(nb: Any) -> list[tuple[int, str, int | None, str]]:
@@ -215,9 +311,17 @@ def _cell_regions(nb: Any, index: int, name: str, lab: str | None,
             f"line {exc.lineno}); check the indentation of the solution markers"
         ) from None
     by_function = {ex.function: ex.id for ex in exercises_for_lab(lab)} if lab else {}
+    by_variable = {q.variable: q.id for q in questions_for_lab(lab)} if lab else {}
     regions = []
     for (start, end), stub_at in zip(spans, stub_lines):
         functions = _enclosing_functions(tree, stub_at)
+        indent = _BEGIN.match(lines[start])["indent"]
+        if not functions and not indent:
+            variable = _question_variable(lines[start + 1:end], by_variable, where(start))
+            if variable is not None:
+                regions.append(SolutionRegion(index, start, end, indent, by_variable[variable], variable,
+                                              tuple(lines[start + 1:end])))
+                continue
         if not functions:
             raise StudentVersionError(
                 f"{where(start)}: this solution region is not inside a function body. Student versions "
@@ -241,6 +345,35 @@ def _cell_regions(nb: Any, index: int, name: str, lab: str | None,
         regions.append(SolutionRegion(index, start, end, _BEGIN.match(lines[start])["indent"],
                                       exercise_id, functions[0], body))
     return regions
+
+
+def _question_variable(body: list[str], by_variable: dict[str, str], where: str) -> str | None:
+    """The question variable a top-level region assigns, or ``None`` if it assigns none. A region
+    that assigns one must hold exactly that assignment, of a literal (the grader reads it so)."""
+    try:
+        tree = ast.parse(_python_source(body))
+    except SyntaxError:
+        return None
+    targets = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+               if isinstance(t, ast.Name)]
+    variables = [t for t in targets if t in by_variable]
+    if not variables:
+        return None
+    variable = variables[0]
+    node = tree.body[0] if len(tree.body) == 1 else None
+    ok = getattr(node, "value", None) is not None and len(set(variables)) == 1
+    if ok:
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            ok = False
+    if not ok:
+        raise StudentVersionError(
+            f"{where}: the answer region of question {by_variable[variable]} must hold exactly one "
+            f"assignment of a literal, such as {variable} = \"b\" or {variable} = 0.25 (the grader reads "
+            f"the literal; no code runs)")
+    return variable
 
 
 def solution_regions(nb: Any, name: str = "notebook") -> list[SolutionRegion]:
@@ -328,6 +461,8 @@ def build_student_notebook(nb: Any, name: str = "notebook") -> Any:
     cells and marked markdown spans are left out (see the module docstring).
     """
     student = without_solution_only_prose(clean_notebook(nb), name)
+    for index, _question, _points in manual_answer_cells(student, name):
+        student.cells[index].source = MANUAL_ANSWER
     regions: dict[int, list[SolutionRegion]] = {}
     for region in solution_regions(student, name):
         regions.setdefault(region.cell, []).append(region)
@@ -336,7 +471,7 @@ def build_student_notebook(nb: Any, name: str = "notebook") -> Any:
             continue
         lines = cell.source.split("\n")
         for region in reversed(regions.get(index, [])):
-            lines[region.start:region.end + 1] = [stub_line(region.indent, region.exercise_id)]
+            lines[region.start:region.end + 1] = [region.stub()]
         hidden = _marker_spans(lines, _BEGIN_HIDDEN, _END_HIDDEN, "HIDDEN TESTS",
                                lambda line, i=index: _where(name, i, line))
         for start, end in reversed(hidden):

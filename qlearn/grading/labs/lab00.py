@@ -1,10 +1,12 @@
-"""Lab 00 (``00_welcome``): three tiny exercises that walk through the exercise / check loop.
+"""Lab 00 (``00_welcome``): three tiny exercises that walk through the exercise / check loop, and one
+that puts them together (00.4: the fewest bits that reach a target error).
 
 This module is the worked example for lab authors. Each exercise has
 
 - a reference function, with its formula in the docstring and a doctest;
 - a ``cases(rng)`` function: a few seeded random cases and the edge cases that catch the usual bugs;
-- a hint that the feedback prints after a failure;
+- a hint in tiers, from the idea to a specific pointer, never code: the first failure prints tier 1,
+  ``check(id, fn, hint=2)`` the next;
 - ``wrong_answers``: the typical buggy versions, which ``tests/test_grading.py`` proves are rejected.
 """
 
@@ -15,9 +17,10 @@ import math
 import numpy as np
 
 from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.question import Question
 from qlearn.grading.registry import register
 
-__all__ = ["clamp", "num_codes", "relative_error"]
+__all__ = ["bits_for_error", "clamp", "num_codes", "relative_error"]
 
 NOTEBOOK = "00_welcome"
 
@@ -59,9 +62,12 @@ register(Exercise(
     reference=clamp,
     cases=_clamp_cases,
     function="clamp",
-    hint=("Raise the values below lo up to lo, then lower the values above hi down to hi: "
-          "np.maximum and np.minimum (or np.clip) do it for a whole array at once. "
-          "Keep x's dtype: integer codes must stay integers."),
+    hint=(
+        "Two things happen to the values outside the range: the ones below lo are raised to lo, the ones "
+        "above hi are lowered to hi. The ones inside stay as they are.",
+        "numpy has elementwise minimum and maximum functions (and a clip) that treat a whole array at once, "
+        "without a loop. The result must keep the dtype of x: integer codes stay integers.",
+    ),
     notebook=NOTEBOOK,
     seed=1,
     forbidden=("torch.clamp", "torch.clip", "torch.Tensor.clamp", "torch.Tensor.clip",),
@@ -115,9 +121,12 @@ register(Exercise(
     reference=num_codes,
     cases=_num_codes_cases,
     function="num_codes",
-    hint=("Both ends are codes: [0, 3] holds the 4 codes 0, 1, 2 and 3. Return a Python int, and "
-          "compute with Python ints (int(qmax)), which never overflow: the int32 range holds 2**32 "
-          "codes, a number too large for an int32."),
+    hint=(
+        "Both ends are codes: [0, 3] holds the four codes 0, 1, 2 and 3, one more than the "
+        "difference of its ends.",
+        "Compute with Python integers, which never overflow, and return one: the 32-bit range holds 2 to "
+        "the power 32 codes, a number too large for any 32-bit integer.",
+    ),
     notebook=NOTEBOOK,
     seed=2,
     forbidden=("qlearn.qparams.qrange",),
@@ -176,9 +185,12 @@ register(Exercise(
     reference=relative_error,
     cases=_relative_error_cases,
     function="relative_error",
-    hint=("np.linalg.norm(x - x_hat) / np.linalg.norm(x), computed in float64 and returned as a "
-          "Python float. When x is all zeros, return 0.0 if x_hat is all zeros too and "
-          "math.inf otherwise."),
+    hint=(
+        "The error is the size of the difference divided by the size of x, both measured with the "
+        "Euclidean norm over all elements.",
+        "Compute in float64 (numpy's linalg module has the norm) and return a Python float. An all-zero x "
+        "has no size to divide by: the edge case in the exercise text says what to return then.",
+    ),
     notebook=NOTEBOOK,
     seed=3,
     forbidden=("qlearn.metrics.sqnr_db", "qlearn.metrics.mse",),
@@ -193,4 +205,121 @@ register(Exercise(
         / float(np.linalg.norm(np.float64(x))),
         "one error per element": lambda x, x_hat: np.abs(np.float64(x) - x_hat) / np.abs(x),
     },
+))
+
+
+# --- 00.4 -------------------------------------------------------------------------------------
+
+def _grid_error(x: np.ndarray, bits: int) -> float:
+    """The relative error of ``x`` on the symmetric ``bits``-bit grid of 00.4."""
+    x = np.asarray(x, dtype=np.float64)
+    n = 2 ** (bits - 1) - 1
+    m = float(np.max(np.abs(x)))
+    step = m / n if m > 0 else 1.0
+    return relative_error(x, clamp(np.rint(x / step), -n, n) * step)
+
+
+def bits_for_error(x: np.ndarray, target: float) -> int | None:
+    """The fewest bits, from 2 to 16, whose symmetric grid quantizes ``x`` with relative error <= ``target``.
+
+    The grid of ``b`` bits has the ``2n + 1`` values ``k * step`` for the integers ``k`` in ``[-n, n]``,
+    with ``n = 2^(b-1) - 1`` and ``step = max|x| / n`` (``step = 1`` for an all-zero ``x``); every value
+    goes to the nearest one (``round(x / step)``, half-to-even, clamped to ``[-n, n]``). The error is
+    00.3's relative error. ``None`` if even 16 bits do not reach ``target``.
+
+    >>> x = np.array([-1.0, -0.3, 0.2, 0.7, 1.0])
+    >>> bits_for_error(x, 0.1), bits_for_error(x, 0.01), bits_for_error(x, 0.0)
+    (3, 6, None)
+    """
+    for bits in range(2, 17):
+        if _grid_error(x, bits) <= target:
+            return bits
+    return None
+
+
+def _between(x: np.ndarray, bits: int) -> float:
+    """A target halfway (geometrically) between the errors of ``bits - 1`` and ``bits`` bits."""
+    return float(np.sqrt(_grid_error(x, bits - 1) * _grid_error(x, bits)))
+
+
+def _bits_cases(rng: np.random.Generator) -> list[Case]:
+    f32 = np.float32
+    normal = rng.normal(0, 1, 200).astype(f32)
+    uniform = rng.uniform(-3, 3, (8, 16)).astype(f32)
+    negative = (rng.uniform(-0.2, 1.0, 50) * np.where(np.arange(50) == 7, -8.0, 1.0)).astype(f32)
+    on_grid = (np.array([-3, -1, 0, 2, 3, 1], f32) * f32(0.5))  # exactly on the 3-bit grid (n = 3)
+    return [
+        Case("random normal values, a target between the 4- and 5-bit errors", (normal, _between(normal, 5))),
+        Case("random uniform 2-D values, a target between the 7- and 8-bit errors", (uniform, _between(uniform, 8))),
+        Case("a loose target: 2 bits are enough", (normal, 0.9)),
+        Case("the largest magnitude is negative (-8 x): max |x|, not max x", (negative, _between(negative, 6))),
+        Case("values exactly on the 3-bit grid: error 0 at 3 bits", (on_grid, 0.0)),
+        Case("an unreachable target: None", (normal, 1e-6)),
+        Case("target 0 with random data: None", (uniform, 0.0)),
+        Case("an all-zero tensor: 2 bits reach any target", (np.zeros(5, f32), 0.0)),
+        Case("a single value", (np.array([0.37], f32), 0.01)),
+    ]
+
+
+def _bits_wrong(*, first=2, offset=0, magnitude="abs", levels="symmetric", none_as=None):
+    def wrong(x, target):
+        x = np.asarray(x, dtype=np.float64)
+        for bits in range(first, 17):
+            n = 2 ** (bits - 1) - 1 if levels == "symmetric" else 2 ** (bits - 1)
+            m = float(np.max(np.abs(x))) if magnitude == "abs" else float(np.max(x))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = m / n if m != 0 else 1.0
+                x_hat = np.clip(np.rint(x / step), -n, n) * step
+            if relative_error(x, x_hat) <= target:
+                return bits + offset
+        return none_as
+    return wrong
+
+
+register(Exercise(
+    id="00.4",
+    title="Put the pieces together: the fewest bits for a target error",
+    points=2,
+    reference=bits_for_error,
+    cases=_bits_cases,
+    function="bits_for_error",
+    hint=(
+        "Try the bit widths in order, from 2 up to 16: for each one build its grid, move every value to "
+        "the nearest grid value, measure the relative error, and stop at the first width that is good enough.",
+        "Your clamp and relative_error from this lab do two of the steps. The step of the grid comes from "
+        "the largest magnitude, whatever its sign, and n grows with the bits.",
+        "Two edge cases: an all-zero x has no largest magnitude, so its step is 1; a target that no width "
+        "reaches gives None, not 16.",
+    ),
+    notebook=NOTEBOOK,
+    seed=4,
+    forbidden=("qlearn.affine.quantize", "qlearn.affine.fake_quantize", "qlearn.affine.dequantize",
+               "qlearn.qparams.calc_qparams", "qlearn.metrics.sqnr_db", "qlearn.metrics.mse"),
+    wrong_answers={
+        "off by one: one bit too many": _bits_wrong(offset=1),
+        "starts at 1 bit (a grid with no step)": _bits_wrong(first=1),
+        "max x instead of max |x|": _bits_wrong(magnitude="max"),
+        "n = 2**(bits - 1): the top value clipped": _bits_wrong(levels="wide"),
+        "16 instead of None when no width is enough": _bits_wrong(none_as=16),
+        "returns the error, not the bits": lambda x, target: _grid_error(x, 8),
+    },
+))
+
+
+# --- questions: predict, then run --------------------------------------------------------------
+
+register(Question(
+    id="00.Q1",
+    title="From 7 to 8 bits, what happens to the relative error?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q1_answer",
+    choices={"a": "it stays about the same", "b": "it is about halved", "c": "it is divided by about 4",
+             "d": "it is divided by about 256"},
+    answer="b",
+    explanation=("One more bit doubles the number of levels over the same range, so the step, and with it "
+                 "the largest rounding error of each value (half a step), is halved. The relative error "
+                 "follows: 0.0168 at 7 bits, 0.0083 at 8."),
+    hint=("How does one more bit change the number of levels, and the step between them?",
+          "Rounding moves each value by at most half a step."),
 ))

@@ -7,7 +7,11 @@ inf/NaN patterns), a hint, and the typical wrong answers that the checks must re
 - 01.1 ``qrange(bits, signed)``: the code range of a ``bits``-bit integer;
 - 01.2 ``saturate_cast(x, dtype)``: clamp into an integer dtype's range, then cast;
 - 01.3 ``decode_float(sign, exponent, mantissa, fmt)``: the value of a floating-point bit pattern;
-- 01.4 ``round_to_format(x, fmt)``: round to the nearest value of a format, ties to even, saturating.
+- 01.4 ``round_to_format(x, fmt)``: round to the nearest value of a format, ties to even, saturating;
+- 01.5 ``encode_float(x, fmt)``: the bit fields of the nearest value of a format (the encoder that
+  01.3 decodes), checked against PyTorch's FP8/FP16/BF16 bit patterns in the notebook.
+
+Hints come in tiers, from the idea to a specific pointer, and never contain code.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import numpy as np
 from qlearn import formats, qparams
 from qlearn.formats import FloatFormat
 from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.question import Question
 from qlearn.grading.registry import register
 
-__all__ = ["decode_float", "qrange", "round_to_format", "saturate_cast"]
+__all__ = ["decode_float", "encode_float", "qrange", "round_to_format", "saturate_cast"]
 
 NOTEBOOK = "01_number_formats"
 
@@ -74,10 +79,14 @@ register(Exercise(
     reference=qrange,
     cases=_qrange_cases,
     function="qrange",
-    hint=("bits bits name 2**bits codes. Unsigned codes start at 0, so the largest is 2**bits - 1. "
-          "Two's complement gives half the codes to the negatives: [-2**(bits-1), 2**(bits-1) - 1], "
-          "one more negative than positive (int8: -128..127). Return Python ints, computed with "
-          "Python's ** (numpy int32 would wrap for 32 bits)."),
+    hint=(
+        "bits bits name 2 to the power bits different patterns, and every pattern is one code. Count the "
+        "codes of each kind of integer, then place them: unsigned codes start at zero; two's complement "
+        "gives half of the patterns to the negative numbers.",
+        "Zero takes one of the non-negative patterns, so a signed range has one more negative code than "
+        "positive ones (int8: -128 to 127). Compute with Python integers, which never overflow: 32-bit "
+        "ranges do not fit in a numpy int32.",
+    ),
     notebook=NOTEBOOK,
     seed=11,
     forbidden=("qlearn.qparams.qrange",),
@@ -99,11 +108,11 @@ register(Exercise(
 # --- 01.2 -------------------------------------------------------------------------------------
 
 def saturate_cast(x: np.ndarray, dtype) -> np.ndarray:
-    """Cast ``x`` to the integer ``dtype``, saturating: ``clamp(x, min, max).astype(dtype)``.
+    """``x`` (whole numbers) as an array of the integer ``dtype``, saturating at the dtype's range.
 
-    ``min`` and ``max`` are the dtype's range (``np.iinfo(dtype)``). Values outside it become the
-    nearest end instead of wrapping around as a plain ``astype`` does (``200 -> -56`` in int8).
-    ``x`` holds whole numbers (integer codes, or floats that were rounded already).
+    Values below the range become its smallest value, values above it its largest, the others keep
+    their value; a plain cast would wrap around instead (``200 -> -56`` in int8). ``dtype`` is any
+    numpy integer type, given as a type, a name or an ``np.dtype``; the result has exactly that dtype.
 
     >>> saturate_cast(np.array([-300, -5, 200, 255]), np.int8)
     array([-128,   -5,  127,  127], dtype=int8)
@@ -146,9 +155,12 @@ register(Exercise(
     reference=saturate_cast,
     cases=_saturate_cast_cases,
     function="saturate_cast",
-    hint=("np.iinfo(dtype) gives the type's .min and .max. Clamp first, while x still has its wide "
-          "dtype (np.clip), and cast last (.astype(dtype)): casting first wraps 200 to -56 before "
-          "any clamp can see it. The result must have exactly the requested dtype."),
+    hint=(
+        "Saturation is a clamp into the range of the target type. The order matters: a value that is "
+        "cast before it is clamped has already wrapped around, and the clamp cannot undo that.",
+        "numpy describes the range of every integer type (its iinfo). Clamp while the values still have their "
+        "wide type, cast last, and return exactly the requested dtype, not the input's.",
+    ),
     notebook=NOTEBOOK,
     seed=12,
     forbidden=(
@@ -171,14 +183,11 @@ register(Exercise(
 # --- 01.3 -------------------------------------------------------------------------------------
 
 def decode_float(sign: int, exponent: int, mantissa: int, fmt: FloatFormat) -> float:
-    """The value of the bit fields ``(sign, exponent, mantissa)`` in the format ``fmt``.
+    """The value, as a Python float, that the bit fields ``(sign, exponent, mantissa)`` encode in ``fmt``.
 
-    With ``M = fmt.man_bits``, ``bias = fmt.bias`` and ``top = 2^E - 1`` (all exponent bits 1):
-
-    - ``exponent == 0`` (subnormal): ``(-1)^sign * 2^(1 - bias) * (mantissa / 2^M)``;
-    - ``fmt.ieee`` and ``exponent == top``: ``+-inf`` if ``mantissa == 0``, else NaN;
-    - not ``fmt.ieee`` ("fn") and every bit of exponent and mantissa 1: NaN;
-    - otherwise (normal): ``(-1)^sign * 2^(exponent - bias) * (1 + mantissa / 2^M)``.
+    Every pattern of the format is valid input: normals, subnormals, zeros of both signs, and the
+    inf and NaN patterns of the format (``fmt.ieee`` says which convention it follows; the formulas
+    are those of ``qlearn.formats``). ``fmt.bias`` is used as given.
 
     >>> e4m3 = FloatFormat(4, 3, ieee=False)
     >>> decode_float(1, 7, 6, e4m3), decode_float(0, 15, 6, e4m3), decode_float(0, 0, 1, e4m3)
@@ -266,11 +275,16 @@ register(Exercise(
     reference=decode_float,
     cases=_decode_float_cases,
     function="decode_float",
-    hint=("Check the special patterns first: with fmt.ieee, the all-ones exponent (2**fmt.exp_bits - 1) "
-          "means inf (mantissa 0) or NaN; without it (fn formats) only all-ones exponent AND mantissa "
-          "is NaN, and the rest of that binade holds ordinary numbers. Exponent 0 is subnormal: no "
-          "implicit 1 and the exponent of the smallest normal, 2**(1 - bias) * mantissa / 2**M. "
-          "Everything else: 2**(exponent - bias) * (1 + mantissa / 2**M). Use fmt.bias, not a formula."),
+    hint=(
+        "Sort the patterns into their kinds before computing anything: the special patterns of the top "
+        "exponent, the subnormals of exponent 0, and the normal numbers in between. Each kind has its own "
+        "formula in section 3.",
+        "IEEE formats give the whole top exponent to inf and NaN; fn formats keep only the all-ones pattern "
+        "for NaN and use the rest of that binade for numbers. Subnormals have no implicit leading 1 and "
+        "share the exponent of the smallest normal.",
+        "Read the bias from the format (custom formats choose their own) and apply the sign last, so that "
+        "a negative zero and a negative infinity come out right.",
+    ),
     notebook=NOTEBOOK,
     seed=13,
     # not qlearn.formats._decode: FloatFormat.max uses it, and 01.4 may use fmt.max
@@ -408,11 +422,16 @@ register(Exercise(
     reference=round_to_format,
     cases=_round_cases,
     function="round_to_format",
-    hint=("Work in float64 on a = |x|. np.frexp(a) returns (f, k) with a = f * 2**k and 0.5 <= f < 1, so "
-          "a lies in the binade [2**(k-1), 2**k). Subnormals keep the spacing of the lowest binade: "
-          "use e = max(k - 1, 1 - fmt.bias). The values there are ulp = 2.0**(e - fmt.man_bits) apart: "
-          "np.rint(a / ulp) * ulp rounds to nearest, ties to even. Then clamp to fmt.max (saturate) "
-          "and put the sign back."),
+    hint=(
+        "Rounding to a float format is rounding to a grid whose spacing depends on the binade: find the "
+        "spacing (the ulp) of each value's binade, round to the nearest multiple of it, then deal with the "
+        "values beyond the largest one.",
+        "Work on magnitudes in float64, where every step is exact. Below the smallest normal the spacing "
+        "stops shrinking: the subnormals keep the spacing of the lowest binade. numpy's frexp tells you "
+        "the binade of every value at once.",
+        "numpy's rint already rounds ties to even, and an even multiple of the ulp is a mantissa ending "
+        "in 0. Saturate at fmt.max, and put the sign back at the end so that -0.0 stays negative.",
+    ),
     notebook=NOTEBOOK,
     seed=14,
     forbidden=("qlearn.formats.round_to_format", "qlearn.formats.decompose",),
@@ -428,4 +447,168 @@ register(Exercise(
         "default bias instead of fmt.bias": _rounder(default_bias=True),
         "sign lost": _rounder(keep_sign=False),
     },
+))
+
+
+# --- 01.5 -------------------------------------------------------------------------------------
+
+def encode_float(x: float, fmt: FloatFormat) -> tuple[int, int, int]:
+    """The bit fields ``(sign, exponent, mantissa)`` of the value of ``fmt`` nearest to ``x``.
+
+    The inverse of :func:`decode_float` on the finite values: ``x`` (a finite number, a float32 value)
+    is rounded to the nearest value of ``fmt``, ties to even, saturating at ``+-fmt.max``; the fields
+    are Python ints that :func:`decode_float` reads back as that value. A value that rounds to zero
+    keeps the sign of ``x`` (``-0.0`` is ``(1, 0, 0)``). This is ``qlearn.formats.decompose`` without
+    its ``code``, ``bits`` and ``value``.
+
+    >>> e4m3 = FloatFormat(4, 3, ieee=False)
+    >>> encode_float(-1.75, e4m3), encode_float(1.97, e4m3), encode_float(1000.0, e4m3)
+    ((1, 7, 6), (0, 8, 0), (0, 15, 6))
+    >>> encode_float(2.0**-8, e4m3), encode_float(-0.0, e4m3)
+    ((0, 0, 2), (1, 0, 0))
+    """
+    fields = formats.decompose(x, fmt)
+    return int(fields.sign), int(fields.exponent), int(fields.mantissa)
+
+
+def _encode_cases(rng: np.random.Generator) -> list[Case]:
+    F = formats.FORMATS
+    fp32, fp16, bf16, e4m3, e5m2 = F["fp32"], F["fp16"], F["bf16"], F["fp8_e4m3"], F["fp8_e5m2"]
+    e3m2 = FloatFormat(3, 2, ieee=False, name="fp6_e3m2")
+    e2m1 = FloatFormat(2, 1, ieee=False, name="fp4_e2m1")
+    biased = FloatFormat(4, 3, bias=11, ieee=False)
+
+    def case(name, x, fmt):
+        return Case(name, (float(np.float32(x)), fmt))
+
+    cases = [
+        case("e4m3: -1.75, a normal value", -1.75, e4m3),
+        case("e4m3: 1.0", 1.0, e4m3),
+        case("e4m3: 1.97 rounds up to 2.0, into the next binade", 1.97, e4m3),
+        case("e4m3: a tie, 1.0625, goes to the even mantissa (1.0)", 1.0625, e4m3),
+        case("e4m3: a tie, 1.1875, goes to the even mantissa (1.25)", 1.1875, e4m3),
+        case("e4m3: its largest value 448", 448.0, e4m3),
+        case("e4m3: 1000 saturates at 448", 1000.0, e4m3),
+        case("e4m3: -500 saturates at -448", -500.0, e4m3),
+        case("e4m3: a subnormal, 2**-8", 2.0**-8, e4m3),
+        case("e4m3: 0.0155 rounds up from the subnormals to the smallest normal", 0.0155, e4m3),
+        case("e4m3: 2**-10 is half the smallest subnormal: a tie, to 0", 2.0**-10, e4m3),
+        case("zero", 0.0, e4m3),
+        case("negative zero keeps its sign", -0.0, e4m3),
+        case("a tiny negative value rounds to -0.0", -1e-6, e4m3),
+        case("e5m2: its largest value 57344", 57344.0, e5m2),
+        case("e5m2: 1e6 saturates at 57344", 1e6, e5m2),
+        case("e5m2: a subnormal", -3 * 2.0**-16, e5m2),
+        case("fp16: its largest value 65504", 65504.0, fp16),
+        case("fp16: 70000 saturates", 70000.0, fp16),
+        case("fp16: the smallest subnormal 2**-24", 2.0**-24, fp16),
+        case("fp16: 3 * 2**-25, a subnormal tie, goes to even (2**-23)", 3 * 2.0**-25, fp16),
+        case("fp16: 0.1", 0.1, fp16),
+        case("bf16: pi", 3.14159, bf16),
+        case("bf16: 1e-40, a bf16 subnormal", 1e-40, bf16),
+        case("bf16: -3e38", -3e38, bf16),
+        case("fp32: 0.1 (already a float32 value)", 0.1, fp32),
+        case("fp6 e3m2fn: largest value 28", 28.0, e3m2),
+        case("fp6 e3m2fn: 0.3", 0.3, e3m2),
+        case("fp4 e2m1fn: 2.5 is a tie between 2 and 3 (to 2)", 2.5, e2m1),
+        case("fp4 e2m1fn: 5.0 saturates at its largest value", 5.0, e2m1),
+        case("custom bias 11 (not 7): normal", 0.02, biased),
+        case("custom bias 11 (not 7): subnormal", -2.0**-12, biased),
+    ]
+    for name, fmt, lo, hi in (("fp16", fp16, -14, 15), ("bf16", bf16, -100, 100), ("fp8_e4m3", e4m3, -6, 8),
+                              ("fp8_e5m2", e5m2, -14, 15)):
+        for i in range(2):
+            magnitude = 2.0 ** rng.uniform(lo, hi)
+            cases.append(case(f"random normal {name} #{i + 1}", float(rng.choice([-1.0, 1.0])) * magnitude, fmt))
+    return cases
+
+
+def _encoder(*, round_first=True, mode="half_even", subnormals=True, saturate=True, signed_zero=True,
+             default_bias=False):
+    """An encode_float with one typical mistake switched on."""
+    def encode(x, fmt):
+        if default_bias:
+            fmt = FloatFormat(fmt.exp_bits, fmt.man_bits, ieee=fmt.ieee)
+        sign = int(math.copysign(1.0, x) < 0) if signed_zero else int(x < 0)
+        a = abs(float(x))
+        if round_first:
+            a = float(_rounder(mode=mode, overflow="saturate" if saturate else "none")(np.array([a]), fmt)[0])
+        if a == 0.0:
+            return sign, 0, 0
+        k = math.frexp(a)[1] - 1
+        if subnormals and k < 1 - fmt.bias:
+            step = 2.0 ** (1 - fmt.bias - fmt.man_bits)
+            return sign, 0, int(np.rint(a / step)) if mode == "half_even" else int(a / step)
+        frac = (a / 2.0**k - 1) * 2**fmt.man_bits
+        return sign, k + fmt.bias, int(np.rint(frac)) if mode == "half_even" else int(frac)
+    return encode
+
+
+register(Exercise(
+    id="01.5",
+    title="Encode a value as sign, exponent and mantissa",
+    points=3,
+    reference=encode_float,
+    cases=_encode_cases,
+    function="encode_float",
+    hint=(
+        "Decide which value of the format x becomes before you split anything into fields: the fields of "
+        "the rounded value are what the format stores. Splitting first can leave a mantissa too large "
+        "for its field (1.97 in E4M3 becomes 2.0, the first value of the next binade).",
+        "You already wrote the rounding (01.4) and the decoding (01.3). After rounding, the magnitude is "
+        "either zero, a subnormal (below the smallest normal: exponent field 0, no implicit 1) or a normal "
+        "value, whose binade gives the exponent field once the bias is added.",
+        "The sign comes from x itself, so that -0.0 and tiny negatives that round to zero keep sign 1 "
+        "(a copysign function tells them apart). Return three Python ints; decode_float on them must give back "
+        "the rounded value.",
+    ),
+    notebook=NOTEBOOK,
+    seed=15,
+    forbidden=("qlearn.formats.decompose", "qlearn.formats.round_to_format", "qlearn.formats.representable_values"),
+    allowed=("qlearn.formats.FloatFormat",),
+    wrong_answers={
+        "fields split before rounding (mantissa overflows its field)": _encoder(round_first=False),
+        "mantissa truncated instead of rounded": _encoder(mode="trunc"),
+        "ties away from zero": _encoder(mode="half_away"),
+        "subnormals given a normal exponent (no exponent-0 case)": _encoder(subnormals=False),
+        "no saturation: the exponent runs past the format": _encoder(saturate=False),
+        "sign taken from x < 0 (loses the sign of -0.0)": _encoder(signed_zero=False),
+        "default bias instead of fmt.bias": _encoder(default_bias=True),
+        "the rounded value instead of its fields": lambda x, fmt: float(formats.round_to_format(x, fmt)),
+    },
+))
+
+
+# --- questions: predict, then run --------------------------------------------------------------
+
+register(Question(
+    id="01.Q1",
+    title="How many of FP8 E5M2's 256 bit patterns are finite numbers?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q1_answer",
+    answer=248,
+    explanation=("E5M2 follows IEEE: its all-ones exponent 11111 is reserved for inf (mantissa 0) and NaN "
+                 "(the 3 other mantissas), for both signs: 2 x 4 = 8 patterns. The other 248 are numbers, "
+                 "+0 and -0 among them. E4M3fn gives up only its 2 all-ones patterns (NaN) and keeps 254."),
+    hint=("Only the patterns of the top exponent can be special. Which of them are special depends on "
+          "whether the format is IEEE-style or fn.",
+          "Count the patterns with the all-ones exponent: two signs times every mantissa of 2 bits."),
+))
+
+register(Question(
+    id="01.Q2",
+    title="1.0 plus ten thousand additions of 0.0001, every sum rounded to FP16",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q2_answer",
+    choices={"a": "2.0, the exact answer, up to FP16 rounding", "b": "about 1.5: part of each addition is lost",
+             "c": "1.0: every addition is lost", "d": "inf: the sum overflows"},
+    answer="c",
+    explanation=("Next to 1.0, FP16's values are 2**-10 (about 0.00098) apart. 1 + 0.0001 lies less than half "
+                 "a gap above 1.0, so it rounds back to 1.0, and so does every later sum: the running sum "
+                 "stalls at its first value. That is why accumulators stay in FP32."),
+    hint=("Each addition is rounded to the nearest FP16 value before the next one. What is the gap between "
+          "1.0 and the next FP16 value?",
+          "A change smaller than half of that gap rounds away completely."),
 ))

@@ -1,7 +1,8 @@
 """Lab 02 (``02_affine_quantization``): quantize, dequantize, and choose scale and zero-point.
 
     02.1  quantize_tensor(x, scale, zero_point, qmin, qmax)   q = clamp(round(x / scale) + zp, qmin, qmax)
-    02.2  dequantize_tensor(q, scale, zero_point)            x_hat = (q - zp) * scale
+    02.2  fake_quantize_tensor(x, scale, zero_point, qmin, qmax)  (x_hat, clipped): the round trip, and
+                                                             where the clamp changed the code
     02.3  compute_qparams(xmin, xmax, qmin, qmax)            asymmetric (scale, zero_point), like torch
     02.4  symmetric_qparams(xmin, xmax, qmin, qmax)          symmetric (scale, 0) for a signed range
 
@@ -24,11 +25,12 @@ import numpy as np
 from qlearn.affine import dequantize, quantize
 from qlearn.grading.compare import compare_values, tie_note
 from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.question import Question
 from qlearn.grading.registry import register
 from qlearn.qparams import EPS, calc_qparams
 from qlearn.rounding import round_to_int
 
-__all__ = ["compute_qparams", "dequantize_tensor", "quantize_tensor", "symmetric_qparams"]
+__all__ = ["compute_qparams", "fake_quantize_tensor", "quantize_pow2", "quantize_tensor", "symmetric_qparams"]
 
 NOTEBOOK = "02_affine_quantization"
 f32 = np.float32
@@ -140,10 +142,14 @@ register(Exercise(
     reference=quantize_tensor,
     cases=_quantize_cases,
     function="quantize_tensor",
-    hint=("q = clamp(round(x / scale) + zero_point, qmin, qmax). Round with np.rint (half-to-even, like "
-          "torch.round), add the zero-point after rounding, clamp with np.clip while the values are still "
-          "floats, and only then cast to an integer type that holds [qmin, qmax], e.g. np.int32 "
-          "(an int8 cannot hold 200: it wraps to -56)."),
+    hint=(
+        "Follow the formula from the inside out: scale, round, shift by the zero-point, clamp. The order "
+        "of the last three matters: the zero-point is an integer added to an integer, and the clamp must "
+        "see every value before anything can wrap around.",
+        "Rounding is half-to-even, as in torch and as numpy's rint does. Clamp while the values are still "
+        "floats, and cast last, to an integer type wide enough for every code of [qmin, qmax].",
+        "An int8 cannot hold 200: a cast before the clamp turns it into -56, and the clamp never sees it.",
+    ),
     notebook=NOTEBOOK,
     seed=201,
     forbidden=(
@@ -161,16 +167,22 @@ register(Exercise(
 
 # --- 02.2 -------------------------------------------------------------------------------------
 
-def dequantize_tensor(q: np.ndarray, scale, zero_point: int) -> np.ndarray:
-    """Real values of the codes ``q``: ``x_hat = (q - zero_point) * scale``, in float32.
+def fake_quantize_tensor(x: np.ndarray, scale, zero_point: int, qmin: int, qmax: int):
+    """The round trip of ``x`` through the codes, and where the clamp acted: ``(x_hat, clipped)``.
 
-    The subtraction happens in a wide integer type: with uint8 codes, ``q - 128`` computed in
-    uint8 wraps around (``3 - 128 = 131``).
+    ``x_hat`` (float32, the shape of ``x``) is what the codes of :func:`quantize_tensor` stand for,
+    ``(q - zero_point) * scale``. ``clipped`` (bool, the shape of ``x``) is True exactly where the clamp
+    changed the code: where ``round(x / scale) + zero_point`` lies outside ``[qmin, qmax]``. A value a
+    little beyond the end of the grid that still rounds to the end code is not clipped.
 
-    >>> dequantize_tensor(np.array([0, 3, 128, 255], np.uint8), np.float32(0.5), 128)
-    array([-64. , -62.5,   0. ,  63.5], dtype=float32)
+    >>> x = np.array([-1.0, 0.3, 63.7, 63.8, 100.0], np.float32)
+    >>> x_hat, clipped = fake_quantize_tensor(x, np.float32(0.5), 0, -128, 127)
+    >>> x_hat.tolist(), clipped.tolist()
+    ([-1.0, 0.5, 63.5, 63.5, 63.5], [False, False, False, True, True])
     """
-    return dequantize(q, scale, zero_point)
+    codes = np.rint(np.asarray(x, np.float32) * (f32(1) / f32(scale))) + zero_point
+    q = quantize(x, scale, zero_point, qmin, qmax)
+    return dequantize(q, scale, zero_point), (codes < qmin) | (codes > qmax)
 
 
 def _compare_float32(got, expected) -> str | None:
@@ -185,58 +197,91 @@ def _compare_float32(got, expected) -> str | None:
     return compare_values(got, expected)
 
 
-def _dequantize_cases(rng: np.random.Generator) -> list[Case]:
-    def codes(qmin, qmax, shape, dtype):
-        return rng.integers(qmin, qmax, shape, endpoint=True).astype(dtype)
+def _compare_round_trip(got, expected) -> str | None:
+    """``got`` must be the pair ``(x_hat, clipped)``: float32-equal values and the exact bool mask."""
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        what = f"{len(got)} items" if isinstance(got, (tuple, list)) else f"{type(got).__name__}"
+        return f"expected a pair (x_hat, clipped), got {what}"
+    reason = _compare_float32(got[0], expected[0])
+    if reason is not None:
+        return f"x_hat: {reason}"
+    reason = compare_values(got[1], expected[1], strict_dtype=True)
+    return None if reason is None else f"clipped: {reason}"
 
-    s = f32(0.0213)
-    return [
-        Case("random int8 codes, zero_point 0 (symmetric)", (codes(-128, 127, 12, np.int8), s, 0)),
-        Case("random uint8 codes, zero_point 128: q - 128 must not wrap in uint8",
-             (codes(0, 255, 12, np.uint8), f32(0.0078125), 128)),
-        Case("uint8 codes, zero_point 255 (a negative-only range)", (codes(0, 255, 10, np.uint8), s, 255)),
-        Case("int8 codes, zero_point -128 (a positive-only range): q + 128 must not wrap in int8",
-             (codes(-128, 127, 10, np.int8), s, -128)),
-        Case("random 2-D int8 codes, zero_point -7", (codes(-128, 127, (3, 4), np.int8), f32(0.37), -7)),
-        Case("every code equals the zero-point: all zeros", (np.full(5, 37, np.uint8), s, 37)),
-        Case("codes at both ends, 0 and 255", (np.array([0, 255, 0, 255], np.uint8), f32(0.1), 37)),
-        Case("int32 codes", (codes(-3000, 3000, 8, np.int32), f32(1e-3), 250)),
-        Case("4-bit codes stored in int8", (codes(-8, 7, 8, np.int8), f32(0.25), 2)),
-        Case("a single code", (np.array([200], np.uint8), f32(0.05), 100)),
+
+def _round_trip_cases(rng: np.random.Generator) -> list[Case]:
+    half = f32(0.5)
+    edge = np.array([63.3, 63.5, 63.75, 64.0, -64.2, -64.25, -64.5, -64.75], f32)  # around both ends of the grid
+    return _quantize_cases(rng) + [
+        Case("just past the grid's ends: 63.75 / 0.5 = 127.5 is a tie that rounds to 128 (clipped), "
+             "-64.25 rounds to -128 (not clipped)", (edge, half, 0, -128, 127)),
+        Case("uint8 with zero_point 128: the ends of the grid are -64 and 63.5",
+             (np.array([-64.5, -64.0, 0.0, 63.5, 63.9, 64.0], f32), half, 128, 0, 255)),
     ]
 
 
-def _same_dtype_diff(q, zero_point):
-    # the subtraction done in the codes' own dtype, as numpy does for q - zero_point with a Python int
-    return (q - np.asarray(zero_point).astype(q.dtype)).astype(f32)
+def _round_trip(codes_of, clipped_of=None, x_hat_of=None):
+    """A fake_quantize_tensor built from pieces, one of which may be wrong."""
+    def wrong(x, s, zp, qmin, qmax):
+        v = codes_of(x, s, zp)
+        q = np.clip(v, qmin, qmax)
+        x_hat = ((q - zp) * s).astype(f32) if x_hat_of is None else x_hat_of(x, v, q, s, zp)
+        clipped = (v < qmin) | (v > qmax) if clipped_of is None else clipped_of(x, v, q, s, zp, qmin, qmax)
+        return x_hat, clipped
+    return wrong
+
+
+def _codes_even(x, s, zp):
+    return np.rint(x * _inv(s)) + zp
+
+
+def _codes_away(x, s, zp):
+    return round_to_int(x * _inv(s), "half_away") + zp
 
 
 register(Exercise(
     id="02.2",
-    title="Dequantize integer codes",
+    title="Fake-quantize, and find what the clamp clipped",
     points=2,
-    reference=dequantize_tensor,
-    cases=_dequantize_cases,
-    function="dequantize_tensor",
-    hint=("x_hat = (q - zero_point) * scale. Convert q to a wide integer type first "
-          "(q.astype(np.int32)): with uint8 codes, q - 128 is computed in uint8 and wraps around "
-          "(3 - 128 gives 131). Return floats (float32 like torch; float64 values are accepted "
-          "when they round to the same float32)."),
+    reference=fake_quantize_tensor,
+    cases=_round_trip_cases,
+    function="fake_quantize_tensor",
+    hint=(
+        "A round trip goes from real values to codes and back. Whether a value was clipped is decided "
+        "on its code before the clamp, not on the code after it, and not on the real value.",
+        "A value a little past the end of the grid can still round to the end code: that is rounding, "
+        "not clipping. Compare the unclamped code with the code range.",
+        "Dequantize from the clamped codes with the zero-point taken off first, and return float32 "
+        "values and a boolean mask, both with the shape of x.",
+    ),
     notebook=NOTEBOOK,
     seed=202,
     forbidden=(
-        "qlearn.affine.dequantize", "qlearn.group.dequantize_per_group", "qlearn.affine.fake_quantize",
-        "qlearn.group.fake_quantize_per_group", "torch.dequantize", "torch.Tensor.dequantize",
+        "qlearn.affine.quantize", "qlearn.affine.dequantize", "qlearn.affine.fake_quantize",
+        "qlearn.group.quantize_per_group", "qlearn.group.dequantize_per_group",
+        "qlearn.group.fake_quantize_per_group", "qlearn.affine._codes", "qlearn.affine._per_tensor_blocked",
+        "torch.quantize_per_tensor", "torch.fake_quantize_per_tensor_affine", "torch.dequantize",
+        "torch.Tensor.dequantize",
     ),
-    compare=_compare_float32,
+    allowed=("qlearn.qparams.qrange", "qlearn.affine.code_dtype",),
+    compare=_compare_round_trip,
     wrong_answers={
-        "forgets the zero-point": lambda q, s, zp: q.astype(f32) * s,
-        "adds the zero-point": lambda q, s, zp: (q.astype(np.int32) + zp).astype(f32) * s,
-        "subtracts in uint8/int8 (wraps around)": lambda q, s, zp: _same_dtype_diff(q, zp) * s,
-        "divides by the scale": lambda q, s, zp: (q.astype(np.int32) - zp).astype(f32) / s,
-        "returns the codes unchanged": lambda q, s, zp: q,
-        "returns zeros": lambda q, s, zp: np.zeros(q.shape, f32),
-        "rounds the result to integers": lambda q, s, zp: np.rint((q.astype(np.int32) - zp) * s),
+        "clipped where the code sits at qmin or qmax": _round_trip(
+            _codes_even, clipped_of=lambda x, v, q, s, zp, qmin, qmax: (q == qmin) | (q == qmax)),
+        "clipped where x lies beyond the grid's real ends": _round_trip(
+            _codes_even, clipped_of=lambda x, v, q, s, zp, qmin, qmax: (x < (qmin - zp) * s) | (x > (qmax - zp) * s)),
+        "no values ever clipped": _round_trip(
+            _codes_even, clipped_of=lambda x, v, q, s, zp, qmin, qmax: np.zeros(np.shape(x), bool)),
+        "x_hat from the unclamped codes": _round_trip(
+            _codes_even, x_hat_of=lambda x, v, q, s, zp: ((v - zp) * s).astype(f32)),
+        "x_hat forgets the zero-point": _round_trip(
+            _codes_even, x_hat_of=lambda x, v, q, s, zp: (q * s).astype(f32)),
+        "returns the codes instead of x_hat": _round_trip(
+            _codes_even, x_hat_of=lambda x, v, q, s, zp: q.astype(np.int32)),
+        "rounds half away from zero": _round_trip(_codes_away),
+        "clipped as 0/1 integers, not booleans": _round_trip(
+            _codes_even, clipped_of=lambda x, v, q, s, zp, qmin, qmax: ((v < qmin) | (v > qmax)).astype(np.int32)),
+        "returns x unchanged": lambda x, s, zp, qmin, qmax: (x, np.zeros(np.shape(x), bool)),
     },
 ))
 
@@ -368,10 +413,15 @@ register(Exercise(
     reference=compute_qparams,
     cases=_qparams_cases,
     function="compute_qparams",
-    hint=("Widen the range to contain 0 (lo = min(xmin, 0), hi = max(xmax, 0)); "
-          "scale = max((hi - lo) / (qmax - qmin), eps) with eps = np.finfo(np.float32).eps, in float32; "
-          "zero_point = qmin - round(lo / scale), rounded half-to-even (np.rint or round()), clamped to "
-          "[qmin, qmax] and returned as a Python int. Return (scale, zero_point)."),
+    hint=(
+        "Three rules make the grid safe: the range always contains 0, the scale never drops to 0, and the "
+        "zero-point is a whole code inside [qmin, qmax]. Section 6's traps show what each rule prevents.",
+        "The scale spreads the widened range over the qmax - qmin steps, with float32's machine epsilon as "
+        "its floor. The zero-point is the code that the low end of the range must move to qmin: round it "
+        "half-to-even, then clamp it.",
+        "Compute in float32 (xmin and xmax arrive as float32 numbers), or compute in float64 and return "
+        "the scale as a float32 number; return the zero-point as a Python int.",
+    ),
     notebook=NOTEBOOK,
     seed=203,
     forbidden=_QPARAMS_FORBIDDEN,
@@ -453,10 +503,12 @@ register(Exercise(
     reference=symmetric_qparams,
     cases=_symmetric_cases,
     function="symmetric_qparams",
-    hint=("m = max(-min(xmin, 0), max(xmax, 0)) is the largest magnitude; spread [-m, m] over the "
-          "qmax - qmin steps: scale = max(m / ((qmax - qmin) / 2), eps) in float32, with "
-          "eps = np.finfo(np.float32).eps. The zero-point of a signed symmetric quantizer is 0. "
-          "Return (scale, 0)."),
+    hint=(
+        "A symmetric grid is centred on 0, so only the largest magnitude on either side of 0 matters, "
+        "and the zero-point is fixed.",
+        "Spread [-m, m] over all qmax - qmin steps of the code range (half of them on each side of 0), "
+        "with the same epsilon floor as in 02.3, in float32.",
+    ),
     notebook=NOTEBOOK,
     seed=204,
     forbidden=_QPARAMS_FORBIDDEN,
@@ -475,4 +527,179 @@ register(Exercise(
         "scale computed in float64, not rounded to float32": _sym_wrong(float64=True),
         "returns zeros": lambda xmin, xmax, qmin, qmax: (f32(0), 0),
     },
+))
+
+
+# --- 02.5 -------------------------------------------------------------------------------------
+
+def quantize_pow2(x: np.ndarray, qmin: int, qmax: int):
+    """Quantize ``x`` with a power-of-two scale, from its range to its codes: ``(q, scale, zero_point)``.
+
+    The scheme of fixed-point hardware, where multiplying by the scale is a bit shift: the range of
+    ``x`` is widened to contain 0, as in 02.3; ``scale`` is the **smallest power of two** that is at
+    least ``(hi - lo) / (qmax - qmin)`` and at least float32's machine epsilon, so the grid never is
+    finer than 02.3's; ``zero_point`` is the integer code of 0, rounded half-to-even and clamped into
+    ``[qmin, qmax]``; the codes are those of 02.1 with this scale and zero-point. ``scale`` is a float32
+    number, ``zero_point`` a Python int, ``q`` an integer array with the shape of ``x``.
+
+    >>> q, scale, zero_point = quantize_pow2(np.array([-1.0, 0.3, 2.0], np.float32), 0, 255)
+    >>> q.tolist(), scale, zero_point
+    ([0, 83, 192], np.float32(0.015625), 64)
+    """
+    x = np.asarray(x, f32)
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    step = max((hi - lo) / (qmax - qmin), float(EPS))
+    mantissa, exponent = np.frexp(step)  # step = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    scale = f32(2.0 ** (int(exponent) - 1 if mantissa == 0.5 else int(exponent)))  # the power of two at or above
+    zero_point = int(np.clip(qmin - np.rint(lo / float(scale)), qmin, qmax))
+    return quantize(x, scale, zero_point, qmin, qmax), scale, zero_point
+
+
+def _pow2_exponents(x: np.ndarray, qmin: int, qmax: int) -> set[int]:
+    """The exponents a learner may compute: the step in float32 or float64, log2 in float32 or float64."""
+    lo32, hi32 = min(x.min(), f32(0)), max(x.max(), f32(0))
+    step32 = max((hi32 - lo32) / f32(qmax - qmin), EPS)
+    step64 = max((float(hi32) - float(lo32)) / (qmax - qmin), float(EPS))
+    return {int(np.ceil(np.log2(step32))), int(np.ceil(np.log2(np.float64(step32)))),
+            int(np.ceil(np.log2(step64))), int(np.ceil(np.log2(f32(step64))))}
+
+
+def _pow2_tensor(rng: np.random.Generator, draw, qmin: int, qmax: int) -> np.ndarray:
+    """A tensor from ``draw`` whose scale does not depend on how the exponent is computed."""
+    while True:
+        x = np.asarray(draw(rng), f32)
+        if len(_pow2_exponents(x, qmin, qmax)) == 1:
+            return x
+
+
+def _pow2_cases(rng: np.random.Generator) -> list[Case]:
+    def normal(scale, shape):
+        return lambda g: g.normal(0.0, scale, shape)
+
+    exact = np.array([-1.0, 0.25, 0.875], f32)          # (hi - lo) / 15 = 0.125 exactly: scale 0.125
+    return [
+        Case("random weights, int8 codes [-128, 127]", (_pow2_tensor(rng, normal(0.05, 64), -128, 127), -128, 127)),
+        Case("random values, uint8 codes [0, 255]", (_pow2_tensor(rng, lambda g: g.uniform(-1, 3, 50), 0, 255), 0, 255)),
+        Case("random 2-D values, 4-bit codes [-8, 7]", (_pow2_tensor(rng, normal(1.0, (4, 6)), -8, 7), -8, 7)),
+        Case("ReLU outputs (>= 0), uint8: zero_point 0",
+             (_pow2_tensor(rng, lambda g: np.maximum(g.normal(0.2, 1.0, 40), 0), 0, 255), 0, 255)),
+        Case("negative-only values, uint8: the range is widened to contain 0",
+             (_pow2_tensor(rng, lambda g: g.uniform(-3.0, -0.5, 20), 0, 255), 0, 255)),
+        Case("the step is exactly a power of two (0.125): that power itself, not the next", (exact, 0, 15)),
+        Case("a step just above a power of two: the next power", (np.array([-1.0, 0.9], f32), 0, 15)),
+        Case("a constant tensor (0.7 everywhere)", (np.full(5, 0.7, f32), 0, 255)),
+        Case("an all-zero tensor: the epsilon floor, scale 2**-23", (np.zeros((2, 3), f32), -128, 127)),
+        Case("values of 1000 and more: scales above 1", (np.array([-1500.0, 3.0, 2500.0], f32), -128, 127)),
+        Case("lo / scale = -2.5 exactly: the zero-point is rounded half-to-even",
+             (np.array([-0.625, 3.0], f32), 0, 15)),
+        Case("the zero-point's rounding pushes the largest value to code 16: the clamp keeps it at 15",
+             (np.array([-0.4375, 0.5, 1.4375], f32), 0, 15)),
+    ]
+
+
+def _compare_pow2(got, expected) -> str | None:
+    """``got`` must be ``(q, scale, zero_point)``: the codes, the float32 power-of-two scale, an int."""
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        what = f"{len(got)} items" if isinstance(got, (tuple, list)) else f"{type(got).__name__}"
+        return f"expected a triple (q, scale, zero_point), got {what}"
+    q, scale, zero_point = got
+    reason = compare_values(scale, expected[1])
+    if reason is not None:
+        return f"scale: {reason}"
+    if isinstance(zero_point, (float, np.floating)):
+        return f"the zero-point must be an integer, got the float {zero_point!r}: use int(...)"
+    reason = compare_values(zero_point, expected[2])
+    if reason is not None:
+        return f"zero_point: {reason}"
+    reason = compare_values(q, expected[0])
+    return None if reason is None else f"q: {reason}"
+
+
+def _pow2_wrong(scale_of=None, zp_sign=1, widen=True, clamp=True, rnd=np.rint, eps=True):
+    def wrong(x, qmin, qmax):
+        x = np.asarray(x, f32)
+        lo, hi = (min(float(x.min()), 0.0), max(float(x.max()), 0.0)) if widen else (float(x.min()), float(x.max()))
+        step = (hi - lo) / (qmax - qmin)
+        if eps:
+            step = max(step, float(EPS))
+        with np.errstate(divide="ignore"):
+            scale = f32(2.0 ** np.ceil(np.log2(step))) if scale_of is None else f32(scale_of(step))
+        zero_point = int(np.clip(qmin - zp_sign * rnd(lo / float(scale)), qmin, qmax))
+        v = np.rint(x / scale) + zero_point
+        q = (np.clip(v, qmin, qmax) if clamp else v).astype(np.int32)
+        return q, scale, zero_point
+    return wrong
+
+
+register(Exercise(
+    id="02.5",
+    title="A new scheme from range to codes: power-of-two scales",
+    points=3,
+    reference=quantize_pow2,
+    cases=_pow2_cases,
+    function="quantize_pow2",
+    hint=(
+        "This is the whole pipeline of this lab with one rule changed: observe the range, choose the scale "
+        "and the zero-point, then compute the codes. Only the scale is new: round 02.3's step up to a power "
+        "of two, so that the grid is never finer than the range needs.",
+        "The smallest power of two at or above a positive number comes from its base-2 logarithm, rounded "
+        "up. A step that is already a power of two stays as it is. The epsilon floor comes before the "
+        "rounding up, so an all-zero tensor gets 2 to the power -23.",
+        "With the new scale, the zero-point and the codes follow the rules of 02.3 and 02.1 unchanged: "
+        "round half-to-even, clamp, return an int zero-point and a float32 scale.",
+    ),
+    notebook=NOTEBOOK,
+    seed=205,
+    forbidden=_QPARAMS_FORBIDDEN + (
+        "qlearn.affine.quantize", "qlearn.affine.fake_quantize", "qlearn.affine._codes",
+        "qlearn.affine._per_tensor_blocked", "qlearn.group.quantize_per_group",
+        "torch.quantize_per_tensor", "torch.fake_quantize_per_tensor_affine",
+    ),
+    allowed=("qlearn.qparams.EPS", "qlearn.qparams.qrange"),
+    compare=_compare_pow2,
+    wrong_answers={
+        "rounds the step to the nearest power of two (can clip)": _pow2_wrong(
+            scale_of=lambda step: 2.0 ** np.rint(np.log2(step))),
+        "rounds the step down to a power of two": _pow2_wrong(scale_of=lambda step: 2.0 ** np.floor(np.log2(step))),
+        "always the next power of two, even when the step is one": _pow2_wrong(
+            scale_of=lambda step: 2.0 ** (np.floor(np.log2(step)) + 1)),
+        "keeps 02.3's scale (not a power of two)": _pow2_wrong(scale_of=lambda step: step),
+        "range not widened to contain 0": _pow2_wrong(widen=False),
+        "zero-point sign flipped": _pow2_wrong(zp_sign=-1),
+        "zero-point rounded half away from zero": _pow2_wrong(rnd=_half_away),
+        "missing clamp on the codes": _pow2_wrong(clamp=False),
+        "no epsilon floor (an all-zero tensor breaks)": _pow2_wrong(eps=False),
+    },
+))
+
+
+# --- questions: predict, then run --------------------------------------------------------------
+
+register(Question(
+    id="02.Q1",
+    title="The code of x = 0.625 with scale 0.25, zero-point 3 and codes 0..7",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q1_answer",
+    answer=5,
+    explanation=("0.625 / 0.25 = 2.5 is an exact tie. Half-to-even rounds it to 2, the even neighbour "
+                 "(half away from zero would give 3); then the zero-point shifts it to 2 + 3 = 5, inside [0, 7]."),
+    hint=("Divide by the scale first, then round, then add the zero-point, then clamp.",
+          "2.5 lies exactly between two integers: which way does half-to-even go?"),
+))
+
+register(Question(
+    id="02.Q2",
+    title="How much SQNR can a power-of-two scale cost?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q2_answer",
+    choices={"a": "nothing: the codes are the same", "b": "up to about 3 dB", "c": "up to about 6 dB",
+             "d": "up to about 12 dB"},
+    answer="c",
+    explanation=("The power-of-two scale is r times the scale of 02.3, with 1 <= r < 2. The rounding noise "
+                 "power grows with the square of the step, r**2 < 4, so the SQNR drops by 20 log10(r) dB: "
+                 "less than 20 log10(2) = 6.02 dB, one bit's worth."),
+    hint=("Rounding up to the next power of two makes the step larger by a factor between 1 and 2.",
+          "The noise power of rounding is proportional to the square of the step; how many dB is a factor 4?"),
 ))

@@ -4,6 +4,8 @@
     03.2  quantize_groups(w, group_size, qmin, qmax, symmetric)    (q, scale, zero_point), groups along each row
     03.3  pack_int4(q)                                             two signed 4-bit codes per byte, low nibble first
     03.4  unpack_int4(packed, count)                               the inverse, signs restored
+    03.5  compress_groups(w, bits, group_size)                     (packed bytes, scales): a layer stored
+                                                                   in symmetric 2/4/8-bit groups, end to end
 
 **Division or reciprocal?** 03.2 computes codes. PyTorch's kernels (and ``qlearn.quantize``) compute
 ``rint(w * float32(1 / scale))``, the textbook ``rint(w / scale)``; the two differ only where
@@ -22,11 +24,12 @@ import numpy as np
 
 from qlearn.group import quantize_per_group
 from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.question import Question
 from qlearn.grading.registry import register
 from qlearn.packing import pack, unpack
 from qlearn.qparams import calc_qparams
 
-__all__ = ["pack_int4", "per_channel_qparams", "quantize_groups", "unpack_int4"]
+__all__ = ["compress_groups", "pack_int4", "per_channel_qparams", "quantize_groups", "unpack_int4"]
 
 NOTEBOOK = "03_granularity"
 f32 = np.float32
@@ -132,10 +135,15 @@ register(Exercise(
     reference=per_channel_qparams,
     cases=_per_channel_cases,
     function="per_channel_qparams",
-    hint=("Move the channel axis to the front and flatten the rest: rows = np.moveaxis(w, axis, 0)"
-          ".reshape(w.shape[axis], -1). Then rows.min(axis=1) and rows.max(axis=1) are the ranges of "
-          "the channels; calc_qparams(lo, hi, qmin, qmax, symmetric) takes them as 1-D arrays and returns "
-          "(scale, zero_point) arrays. Without the moveaxis, reshape mixes channels when axis != 0."),
+    hint=(
+        "A channel is everything whose index along axis is the same. Gather each channel's values into one "
+        "row, and the per-tensor recipe of lab 02 applies row by row.",
+        "numpy can move an axis to the front; after that, a reshape that keeps the first dimension puts "
+        "each channel in its own row. A reshape alone, without moving the axis, mixes the channels "
+        "whenever axis is not 0.",
+        "calc_qparams works on arrays of minima and maxima, one per channel, and returns one scale and "
+        "one zero-point per channel.",
+    ),
     notebook=NOTEBOOK,
     seed=301,
     forbidden=(
@@ -264,11 +272,15 @@ register(Exercise(
     reference=quantize_groups,
     cases=_groups_cases,
     function="quantize_groups",
-    hint=("Cut each row into groups: g = w.reshape(rows, cols // group_size, group_size) (the groups are "
-          "consecutive along a row). lo, hi = g.min(axis=2), g.max(axis=2); calc_qparams takes 1-D arrays, "
-          "so pass lo.ravel() and hi.ravel() and reshape the results to (rows, cols // group_size). Codes: "
-          "np.clip(np.rint(g / scale[..., None]) + zero_point[..., None], qmin, qmax), cast to int32, "
-          "reshaped to w.shape. Return (q, scale, zero_point)."),
+    hint=(
+        "A group is a run of consecutive values of one row. Give the array a shape in which every group "
+        "is its own last axis, and each group becomes a small tensor with its own range.",
+        "The order of the new axes decides which values form a group: groups, then the values of a group, "
+        "keeps them consecutive. The parameters come out with one entry per group; broadcast them back "
+        "over the values of their group to compute the codes.",
+        "The codes follow lab 02 (round half-to-even, then the zero-point, then the clamp) and must come "
+        "back with the shape of w, the parameters with the shape (rows, groups).",
+    ),
     notebook=NOTEBOOK,
     seed=302,
     forbidden=(
@@ -365,10 +377,13 @@ register(Exercise(
     reference=pack_int4,
     cases=_pack_cases,
     function="pack_int4",
-    hint=("Flatten (q.reshape(-1)), widen to int32, pad an odd count with one 0, then take the even "
-          "positions (low nibbles) and the odd ones (high nibbles): byte = (lo & 0xF) | ((hi & 0xF) << 4), "
-          "returned as np.uint8. The & 0xF turns a negative code into its 4-bit two's complement "
-          "(-1 becomes 15) and keeps its sign bits out of the other nibble."),
+    hint=(
+        "Each byte holds two codes: the first of a pair in the low four bits, the second in the high four. "
+        "A negative code is stored as its 4-bit two's complement.",
+        "Flatten in C order and widen the integers before shifting. Masking a code to its low four bits "
+        "both makes its two's complement and keeps its sign bits out of the other nibble.",
+        "An odd count needs one zero code of padding. Return unsigned bytes, one per pair.",
+    ),
     notebook=NOTEBOOK,
     seed=303,
     forbidden=("qlearn.packing.pack",),
@@ -441,10 +456,12 @@ register(Exercise(
     reference=unpack_int4,
     cases=_unpack_cases,
     function="unpack_int4",
-    hint=("Widen to int32 first. lo = packed & 0xF and hi = packed >> 4 are the two codes of each byte, "
-          "low nibble first: interleave them with np.stack([lo, hi], axis=1).reshape(-1) and keep the "
-          "first count. A 4-bit value of 8 or more has its sign bit set: subtract 16 (15 is -1, 8 is -8). "
-          "Return np.int8."),
+    hint=(
+        "Undo the packing step by step: split each byte into its two nibbles, put them back in order, "
+        "low nibble first, and give each code its sign back.",
+        "A 4-bit value of 8 or more has its sign bit set and stands for that value minus 16. The last "
+        "nibble may be padding: return exactly count codes, as int8.",
+    ),
     notebook=NOTEBOOK,
     seed=304,
     forbidden=("qlearn.packing.unpack",),
@@ -455,4 +472,160 @@ register(Exercise(
         "offset binary: subtracts 8 from every code": _unpack_with(sign="offset"),
         "returns the bytes unchanged": lambda packed, count: np.asarray(packed).astype(np.int8),
     },
+))
+
+
+# --- 03.5 -------------------------------------------------------------------------------------
+
+def compress_groups(w: np.ndarray, bits: int, group_size: int):
+    """Store a 2-D ``w`` in symmetric ``bits``-bit groups, packed: ``(packed, scale)``.
+
+    The int4/int2 weight formats of large language models, end to end. Each run of ``group_size``
+    consecutive values of a row gets its own symmetric scale (``calc_qparams`` with ``symmetric=True``
+    on the signed range of ``bits`` bits, ``qrange(bits)``; the zero-point is 0 and is not stored);
+    its codes are rounded half-to-even and clamped into that range; the codes of the whole matrix,
+    in C order, are packed ``8 // bits`` to a byte, the first in the lowest bits, each as its
+    ``bits``-bit two's complement, the last byte padded with zero codes. ``bits`` is 2, 4 or 8.
+    Returns ``packed`` (1-D uint8, ``ceil(w.size * bits / 8)`` bytes) and ``scale`` (float32, shape
+    ``(rows, cols // group_size)``); ``cols`` is a multiple of ``group_size``.
+
+    >>> w = np.array([[0.1, -0.2, 0.3, 0.4], [10.0, 20.0, -30.0, 40.0]], np.float32)
+    >>> packed, scale = compress_groups(w, 4, 2)
+    >>> [f"0x{b:02X}" for b in packed], scale.shape
+    (['0x84', '0x76', '0x74', '0x7A'], (2, 2))
+    """
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    q, scale, _ = quantize_per_group(w, group_size, qmin, qmax, axis=-1, symmetric=True)
+    return pack(q, bits, signed=True), scale
+
+
+def _compress_cases(rng: np.random.Generator) -> list[Case]:
+    def normal(scale):
+        return lambda g, n: g.normal(0.0, scale, n)
+
+    def with_outlier(g, n):
+        v = g.normal(0.0, 0.05, n)
+        v[g.integers(n)] = g.choice([-1.0, 1.0]) * g.uniform(0.5, 1.0)
+        return v
+
+    def matrix(rows, cols, group_size, bits, draw):
+        return _group_matrix(rng, rows, cols, group_size, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, True, draw)
+
+    const = np.array([[0.5] * 4 + [0.0] * 4 + [-0.25] * 4], f32)
+    return [
+        Case("4 bits, 4 rows of 16, groups of 8", (matrix(4, 16, 8, 4, normal(0.1)), 4, 8)),
+        Case("2 bits, 3 rows of 8, groups of 4: four codes per byte", (matrix(3, 8, 4, 2, normal(0.3)), 2, 4)),
+        Case("8 bits, 2 rows of 8, groups of 4: one code per byte, as its uint8 pattern",
+             (matrix(2, 8, 4, 8, normal(1.0)), 8, 4)),
+        Case("4 bits, 3 rows of 3 (groups of 3): an odd count, the last byte padded",
+             (matrix(3, 3, 3, 4, normal(0.2)), 4, 3)),
+        Case("2 bits, 3 rows of 6 (groups of 2): 18 codes, two zero codes of padding",
+             (matrix(3, 6, 2, 2, normal(0.5)), 2, 2)),
+        Case("4 bits, one outlier per row: only its own group gets a coarse step",
+             (matrix(4, 24, 8, 4, with_outlier), 4, 8)),
+        Case("4 bits, a square 8 x 8 matrix, groups of 2 (groups run along rows, not columns)",
+             (matrix(8, 8, 2, 4, normal(0.5)), 4, 2)),
+        Case("4 bits, group_size = row length: one scale per row", (matrix(2, 16, 16, 4, normal(1.0)), 4, 16)),
+        Case("constant groups (0.5, all zeros, -0.25): the epsilon floor", (const, 4, 4)),
+        Case("2 bits, codes -2 and 1 at both ends of the range",
+             (np.array([[-1.5, 1.0, 0.25, -0.5], [3.0, -1.0, 0.0, 2.0]], f32), 2, 4)),
+    ]
+
+
+def _compress_wrong(*, order="low first", symmetric=True, mask=True, pad=True, per_byte=None, signed_bytes=False,
+                    flat_scale=False, layout="groups"):
+    """A compress_groups with one typical mistake switched on."""
+    def wrong(w, bits, group_size):
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        if layout == "per-row":
+            q, s, _ = quantize_per_group(w, w.shape[1], qmin, qmax, symmetric=symmetric)
+            s = np.repeat(s, w.shape[1] // group_size, axis=1)
+        else:
+            q, s, _ = quantize_per_group(w, group_size, qmin, qmax, symmetric=symmetric)
+            if not symmetric:  # asymmetric codes shifted into the signed range, zero-point dropped
+                q = np.clip(q, qmin, qmax)
+        per = (8 // bits) if per_byte is None else per_byte(bits)
+        flat = np.asarray(q).reshape(-1).astype(np.int64)
+        if pad:
+            flat = np.concatenate([flat, np.zeros(-flat.size % per, np.int64)])
+        else:
+            flat = flat[: flat.size - flat.size % per]
+        fields = (flat & (2**bits - 1)) if mask else flat
+        fields = fields.reshape(-1, per)
+        shifts = bits * np.arange(per)
+        if order != "low first":
+            shifts = shifts[::-1]
+        packed = (np.bitwise_or.reduce(fields << shifts, axis=1) & 0xFF).astype(np.uint8)
+        if signed_bytes:
+            packed = packed.view(np.int8)
+        return packed, (s.reshape(-1) if flat_scale else s)
+    return wrong
+
+
+register(Exercise(
+    id="03.5",
+    title="Store a layer in packed 2-, 4- or 8-bit groups",
+    points=4,
+    reference=compress_groups,
+    cases=_compress_cases,
+    function="compress_groups",
+    hint=(
+        "Two mechanisms in a row: the group quantization of 03.2 (symmetric, signed codes of the given "
+        "bits) and the packing of 03.3, generalised from two codes per byte to as many as fit.",
+        "A byte holds 8 // bits codes. Code number i of the flattened matrix goes into byte i // (8 // bits), "
+        "shifted up by bits times its position inside that byte, the first one unshifted. Mask each code "
+        "to its low bits first, as in 03.3.",
+        "Pad the flattened codes with zero codes up to a whole number of bytes, return the bytes as "
+        "unsigned 8-bit integers and the scales with one entry per group, shaped (rows, groups).",
+    ),
+    notebook=NOTEBOOK,
+    seed=305,
+    forbidden=(
+        "qlearn.packing.pack", "qlearn.group.quantize_per_group", "qlearn.group.fake_quantize_per_group",
+        "qlearn.group.dequantize_per_group", "qlearn.group._group_qparams", "qlearn.group._to_groups",
+        "qlearn.group._from_groups",
+    ),
+    allowed=("qlearn.qparams.calc_qparams", "qlearn.qparams.qrange"),
+    wrong_answers={
+        "first code in the highest bits": _compress_wrong(order="high first"),
+        "asymmetric groups (zero-point dropped)": _compress_wrong(symmetric=False),
+        "no mask: negative codes spill into their neighbours": _compress_wrong(mask=False),
+        "no padding: the last codes are lost": _compress_wrong(pad=False),
+        "always two codes per byte, whatever the bits": _compress_wrong(per_byte=lambda bits: 2),
+        "one scale per row (group_size ignored)": _compress_wrong(layout="per-row"),
+        "scales returned flat, not (rows, groups)": _compress_wrong(flat_scale=True),
+        "bytes returned as int8": _compress_wrong(signed_bytes=True),
+    },
+))
+
+
+# --- questions: predict, then run --------------------------------------------------------------
+
+register(Question(
+    id="03.Q1",
+    title="How many of the 16 levels does a channel 4500 times smaller than the layer use?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q1_answer",
+    answer=1,
+    explanation=("The shared step is 0.45 / 7.5, about 0.06. Every weight of the channel lies within 0.0001 "
+                 "of 0, far less than half a step, so every one rounds to code 0: the channel uses one "
+                 "level, 0, and is switched off (0 dB)."),
+    hint=("Compute the step of one scale per tensor: the layer's largest magnitude spread over half the "
+          "code range.",
+          "A weight rounds to 0 when it lies within half a step of 0. How many different codes are left?"),
+))
+
+register(Question(
+    id="03.Q2",
+    title="Bits per weight of 4-bit codes in groups of 16 with float32 scales",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q2_answer",
+    answer=6,
+    rtol=0.01,
+    explanation=("4 bits of code per weight, plus one 32-bit scale shared by 16 weights, 32 / 16 = 2 bits "
+                 "each: 6 bits per weight, as much as int6 codes would take. Groups of 128 with float16 "
+                 "scales cost 4 + 16/128 = 4.125."),
+    hint=("Count the code bits and the scale bits of one group, then divide by the weights in it.",),
 ))

@@ -1,17 +1,23 @@
 """Lab 04 (``04_calibration_and_clipping``): choosing the range of an activation from calibration data.
 
-    04.1  percentile_clip_range(x, p)             (lo, hi) = the 100 - p and p percentiles of x
+    04.1  percentile_clip_range(x, p, symmetric)  (lo, hi) = the 100 - p and p percentiles of x, widened
+                                                  to contain 0; or (-T, T), T = P_p(|x|)
     04.2  mse_optimal_clip(x, bits, candidates)   the threshold T whose symmetric quantizer has the least MSE
-    04.3  ema_update(old_min, old_max, x, c)      one step of the moving-average min/max observer
+    04.3  kl_clip_threshold(hist, bin_edges, num_levels, damp_zero_bin)
+                                                  TensorRT's entropy (KL) search, NVIDIA's zero-bin damping
+    04.4  ema_update(old_min, old_max, x, c)      one step of the moving-average min/max observer
+    04.Q1-04.Q4                                   graded "predict, then run" questions
 
-**Tolerances.** 04.1 and 04.3 return real numbers that a correct solution may compute in a slightly
+**Tolerances.** 04.1 and 04.4 return real numbers that a correct solution may compute in a slightly
 different order (``np.percentile`` on float32 or float64 data; ``(1 - c) * old + c * new`` or
 ``old + c * (new - old)``), which changes the last bits: they are compared with ``rtol = 1e-5``.
 Every wrong answer below misses by far more on at least one case. 04.2 returns one of the given
 candidates, compared exactly: every case is built so that the best candidate's error is at least
 0.1% below the runner-up's, far more than the difference between ``x / scale`` and ``x * (1 /
-scale)``, or between float32 and float64 arithmetic, can make. ``tests/test_lab04.py`` proves that
-correct solutions written these different ways pass and that every wrong answer is rejected.
+scale)``, or between float32 and float64 arithmetic, can make. 04.3 returns one of the bin edges, compared exactly: every
+histogram is built so that its best candidate's divergence is at least a relative 1e-6 below the
+runner-up's, far more than the order of the floating-point sums can move it. ``tests/test_lab04.py``
+proves that correct solutions written these different ways pass and that every wrong answer is rejected.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import numpy as np
 from qlearn.affine import fake_quantize
 from qlearn.grading.compare import compare_values
 from qlearn.grading.exercise import Case, Exercise
+from qlearn.grading.question import Question
 from qlearn.grading.registry import register
-from qlearn.observers import moving_average_update, percentile_range
+from qlearn.observers import kl_threshold, moving_average_update, percentile_range
 from qlearn.qparams import calc_qparams, qrange
 
-__all__ = ["ema_update", "mse_optimal_clip", "percentile_clip_range"]
+__all__ = ["ema_update", "kl_clip_threshold", "mse_optimal_clip", "percentile_clip_range"]
 
 NOTEBOOK = "04_calibration_and_clipping"
 f32 = np.float32
@@ -38,16 +45,26 @@ def _compare_close(got, expected):
 
 # --- 04.1 -------------------------------------------------------------------------------------
 
-def percentile_clip_range(x: np.ndarray, p: float) -> tuple[np.float32, np.float32]:
-    """The clipping range of a percentile observer: ``lo = P_{100 - p}(x)``, ``hi = P_p(x)``.
+def percentile_clip_range(x: np.ndarray, p: float, symmetric: bool = False) -> tuple[np.float32, np.float32]:
+    """The clipping range ``(lo, hi)`` of a percentile observer, over all values of ``x`` (any shape).
 
-    Percentiles of all values of ``x`` (flattened), interpolated linearly between sorted values
-    (numpy's default); ``p`` lies in ``[50, 100]``, and ``p = 100`` gives ``(min, max)``.
+    Percentiles interpolate linearly between sorted values (numpy's default); ``p`` lies in
+    ``[50, 100]``.
 
-    >>> percentile_clip_range(np.arange(101, dtype=np.float32), 99.0)
-    (np.float32(1.0), np.float32(99.0))
+    - ``symmetric=False``: ``lo = P_{100 - p}(x)`` and ``hi = P_p(x)``, then widened to contain 0
+      (``lo <= 0 <= hi``), as every observer's range is before it becomes a scale and zero-point;
+    - ``symmetric=True``: ``T = P_p(|x|)`` and the range ``(-T, T)`` (TensorRT's percentile calibrator).
+
+    >>> x = np.arange(101, dtype=np.float32)
+    >>> percentile_clip_range(x, 99.0), percentile_clip_range(x - 50, 99.0, symmetric=True)
+    ((np.float32(0.0), np.float32(99.0)), (np.float32(-49.0), np.float32(49.0)))
     """
-    return percentile_range(x, p)
+    v = np.asarray(x, np.float64).reshape(-1)
+    if symmetric:
+        t = f32(np.percentile(np.abs(v), p))
+        return -t, t
+    lo, hi = percentile_range(v, p)
+    return f32(min(lo, 0)), f32(max(hi, 0))
 
 
 def _percentile_cases(rng: np.random.Generator) -> list[Case]:
@@ -56,6 +73,7 @@ def _percentile_cases(rng: np.random.Generator) -> list[Case]:
     relu = np.maximum(rng.normal(-0.5, 1.0, (8, 4, 6, 6)), 0).astype(f32)  # NCHW, many exact zeros
     skewed = np.concatenate([rng.exponential(1.0, 3000), -rng.exponential(0.1, 997)]).astype(f32)
     negative = -rng.uniform(0.5, 4.0, 700).astype(f32)
+    positive = rng.uniform(0.5, 3.0, 400).astype(f32)
     return [
         Case("1000 normal values, p = 99", (normal, 99.0)),
         Case("5000 heavy-tailed values (Student t), p = 99.9", (heavy, 99.9)),
@@ -65,19 +83,34 @@ def _percentile_cases(rng: np.random.Generator) -> list[Case]:
              (np.array([3.0, -1.0, 10.0, 0.5, 2.0], f32), 90.0)),
         Case("p = 100 is min-max", (heavy, 100.0)),
         Case("p = 50: both ends are the median", (normal, 50.0)),
-        Case("negative-only values, p = 97.5", (negative, 97.5)),
+        Case("negative-only values, p = 97.5: hi is widened to 0", (negative, 97.5)),
+        Case("positive-only values, p = 99: lo is widened to 0", (positive, 99.0)),
         Case("a constant tensor", (np.full((3, 3), 0.25, f32), 99.0)),
+        Case("symmetric: T = the p-th percentile of |x|, range (-T, T)", (skewed, 99.5, True)),
+        Case("symmetric on heavy tails, p = 99.9", (heavy, 99.9, True)),
+        Case("symmetric on ReLU activations: (-T, T) although nothing is negative", (relu, 99.0, True)),
+        Case("symmetric, 5 values, p = 90", (np.array([3.0, -1.0, -10.0, 0.5, 2.0], f32), 90.0, True)),
     ]
 
 
-def _nearest_rank(x, p):
-    v = np.sort(np.asarray(x, np.float64).reshape(-1))
-    index = lambda q: v[int(q / 100 * (v.size - 1))]
-    return f32(index(100 - p)), f32(index(p))
+def _pct(fn, widen=True, sym=None):
+    """A wrong 04.1 built from ``fn(v, p) -> (lo, hi)`` on the flattened float64 values."""
+    def wrong(x, p, symmetric=False):
+        v = np.asarray(x, np.float64).reshape(-1)
+        if symmetric:
+            if sym is not None:
+                return tuple(f32(t) for t in sym(v, p))
+            t = f32(np.percentile(np.abs(v), p))
+            return -t, t
+        lo, hi = fn(v, p)
+        if widen:
+            lo, hi = min(lo, 0), max(hi, 0)
+        return f32(lo), f32(hi)
+    return wrong
 
 
-def _both(fn):
-    return lambda x, p: tuple(f32(v) for v in fn(np.asarray(x, np.float64).reshape(-1), p))
+def _nearest(v, q):
+    return np.sort(v)[int(q / 100 * (v.size - 1))]
 
 
 register(Exercise(
@@ -87,25 +120,36 @@ register(Exercise(
     reference=percentile_clip_range,
     cases=_percentile_cases,
     function="percentile_clip_range",
-    hint=("lo = np.percentile(x, 100 - p) and hi = np.percentile(x, p): np.percentile takes percents "
-          "(0..100), flattens x, and interpolates linearly between sorted values by default. Return the "
-          "pair (lo, hi), lo first."),
+    hint=("Two percentiles of all the values, one for each end of the range; a percentile interpolates "
+          "linearly between the sorted values, and numpy has a function that does exactly that, in percents.",
+          "An observer's range always contains 0, so that 0.0 gets an exact code: widen the asymmetric range "
+          "where it misses 0. The symmetric range uses one threshold, a percentile of the magnitudes.",
+          "Return the pair (lo, hi), lo first, for an input of any shape (flatten it)."),
     notebook=NOTEBOOK,
     seed=401,
     forbidden=("qlearn.observers.percentile_range", "qlearn.observers.PercentileObserver",),
     compare=_compare_close,
     wrong_answers={
-        "p and 100 - p swapped": _both(lambda v, p: (np.percentile(v, p), np.percentile(v, 100 - p))),
-        "p used as a fraction: np.percentile(x, p / 100)": _both(
+        "p and 100 - p swapped": _pct(lambda v, p: (np.percentile(v, p), np.percentile(v, 100 - p))),
+        "p used as a fraction: np.percentile(x, p / 100)": _pct(
             lambda v, p: (np.percentile(v, 1 - p / 100), np.percentile(v, p / 100))),
-        "nearest rank instead of linear interpolation": _nearest_rank,
-        "clips the top only: lo = min(x)": _both(lambda v, p: (v.min(), np.percentile(v, p))),
-        "symmetric: -P_p(|x|) and P_p(|x|)": _both(
-            lambda v, p: (-np.percentile(np.abs(v), p), np.percentile(np.abs(v), p))),
-        "percentiles of the first row only (no flatten)": lambda x, p: tuple(
-            f32(np.percentile(np.asarray(x).reshape(np.shape(x)[0], -1)[0] if np.ndim(x) > 1 else x, q))
-            for q in (100 - p, p)),
-        "returns (min, max)": _both(lambda v, p: (v.min(), v.max())),
+        "nearest rank instead of linear interpolation": _pct(lambda v, p: (_nearest(v, 100 - p), _nearest(v, p)),
+                                                             sym=lambda v, p: (-_nearest(np.abs(v), p),
+                                                                               _nearest(np.abs(v), p))),
+        "clips the top only: lo = min(x)": _pct(lambda v, p: (v.min(), np.percentile(v, p))),
+        "the range is not widened to contain 0": _pct(lambda v, p: (np.percentile(v, 100 - p),
+                                                                    np.percentile(v, p)), widen=False),
+        "symmetric: max(|lo|, |hi|) of the asymmetric percentiles": _pct(
+            lambda v, p: (np.percentile(v, 100 - p), np.percentile(v, p)),
+            sym=lambda v, p: (-max(abs(np.percentile(v, 100 - p)), abs(np.percentile(v, p))),
+                              max(abs(np.percentile(v, 100 - p)), abs(np.percentile(v, p))))),
+        "symmetric: ignores the flag": lambda x, p, symmetric=False: _pct(
+            lambda v, q: (np.percentile(v, 100 - q), np.percentile(v, q)))(x, p),
+        "percentiles of the first row only (no flatten)": lambda x, p, symmetric=False: _pct(
+            lambda v, q: (np.percentile(v, 100 - q), np.percentile(v, q)))(
+            np.asarray(x).reshape(np.shape(x)[0], -1)[0] if np.ndim(x) > 1 else x, p, symmetric),
+        "returns (min, max)": _pct(lambda v, p: (v.min(), v.max()), sym=lambda v, p: (-np.abs(v).max(),
+                                                                                     np.abs(v).max())),
     },
 ))
 
@@ -220,10 +264,12 @@ register(Exercise(
     reference=mse_optimal_clip,
     cases=_mse_clip_cases,
     function="mse_optimal_clip",
-    hint=("For each T in candidates: qmin, qmax = qrange(bits); scale, zero_point = calc_qparams(-T, T, qmin, "
-          "qmax, symmetric=True); x_hat = fake_quantize(x, scale, zero_point, qmin, qmax) (it clamps: values "
-          "beyond +-T saturate, which is the clipping error); error = np.mean((x - x_hat)**2) over ALL values. "
-          "Return the T (not its index, not its error) with the smallest error: candidates[np.argmin(errors)]."),
+    hint=("For every candidate, quantize the values with the quantizer that threshold defines and measure how "
+          "far the result is from the values; keep the candidate whose error is smallest.",
+          "The range is symmetric, [-T, T], with signed codes: the scale is T over half the number of codes "
+          "minus one, and the zero-point is 0. Values beyond the range saturate, and that clipping error "
+          "counts: average the squared error over every value, not only those inside.",
+          "Return the threshold itself, the first one on a tie: not its position in the list, not its error."),
     notebook=NOTEBOOK,
     seed=402,
     forbidden=("qlearn.observers.mse_clip_search", "qlearn.observers.MSEObserver",
@@ -245,6 +291,166 @@ register(Exercise(
 
 
 # --- 04.3 -------------------------------------------------------------------------------------
+
+def kl_clip_threshold(hist, bin_edges, num_levels: int, damp_zero_bin: bool = False) -> float:
+    """Entropy (KL) calibration: the threshold ``T = bin_edges[i]`` whose quantized histogram loses least.
+
+    ``hist`` counts the magnitudes ``|x|`` in the bins ``bin_edges`` (first edge 0); ``num_levels``
+    is the number of codes that cover ``[0, T]``. With ``damp_zero_bin`` the first bin's count is
+    first replaced by the second's. For every candidate ``i = num_levels, ..., len(hist)``: ``P`` is
+    ``hist[:i]`` with the clipped counts ``sum(hist[i:])`` added to its last bin; ``Q`` merges the
+    bins of ``hist[:i]`` into ``num_levels`` levels (bin ``j`` into level ``j * num_levels // i``) and
+    spreads each level's count evenly over its bins where ``P > 0`` (0 elsewhere); in each of ``P``
+    and ``Q`` every empty bin gets ``1e-4`` counts, taken evenly from the non-empty ones; then
+    ``KL = sum p log(p / q)`` on the normalized ``P`` and ``Q``. Returns the ``T`` with the smallest
+    divergence (the largest ``T`` on a tie), as a float: :func:`qlearn.observers.kl_threshold`.
+
+    >>> kl_clip_threshold(np.array([8, 4, 2, 1, 0, 0, 0, 1]), np.arange(9.0), 2)
+    4.0
+    >>> spike = np.array([90, 2, 2, 2, 2, 2, 2, 1])                 # exact zeros in the first bin
+    >>> kl_clip_threshold(spike, np.arange(9.0), 4), kl_clip_threshold(spike, np.arange(9.0), 4, True)
+    (4.0, 8.0)
+    """
+    return float(kl_threshold(hist, bin_edges, num_levels, damp_zero_bin=damp_zero_bin).threshold)
+
+
+def _kl_divergences(hist, num_levels, *, damp=False, add_tail=True, spread="support", smooth=True):
+    """The divergence curve of 04.3, with one step changed for each wrong answer."""
+    hist = np.asarray(hist, np.float64).copy()
+    if damp:
+        hist[0] = hist[1]
+    out = []
+    for i in range(num_levels, hist.size + 1):
+        p = hist[:i].copy()
+        if add_tail:
+            p[-1] += hist[i:].sum()
+        level = np.arange(i) * num_levels // i
+        total = np.bincount(level, weights=hist[:i], minlength=num_levels)
+        where = p > 0 if spread == "support" else np.ones(i, bool)
+        support = np.bincount(level, weights=where, minlength=num_levels)
+        q = np.where(where, total[level] / np.maximum(support[level], 1), 0.0)
+        if not q.any():
+            out.append(np.inf)
+            continue
+        if smooth:
+            p, q = _smooth_counts(p), _smooth_counts(q)
+            if (p <= 0).any() or (q <= 0).any():
+                out.append(np.inf)
+                continue
+            p, q = p / p.sum(), q / q.sum()
+            out.append(float(np.sum(p * np.log(p / q))))
+        else:
+            keep = (p > 0) & (q > 0)
+            p, q = p / p.sum(), q / q.sum()
+            out.append(float(np.sum(p[keep] * np.log(p[keep] / q[keep]))))
+    return np.array(out)
+
+
+def _smooth_counts(counts):
+    zero = counts == 0
+    if not zero.any():
+        return counts
+    return np.where(zero, 1e-4, counts - 1e-4 * zero.sum() / (counts.size - zero.sum()))
+
+
+def _kl_case(rng: np.random.Generator, name: str, make, bins: int, levels: int, damp: bool) -> Case:
+    """A histogram of ``|make(rng)|`` whose best threshold wins by a clear margin (relative 1e-6)."""
+    for _ in range(200):
+        mag = np.abs(make(rng))
+        hist, edges = np.histogram(mag, bins=bins, range=(0.0, float(mag.max())))
+        d = _kl_divergences(hist, levels, damp=damp)
+        if d.size == 1:
+            break
+        best, second = np.sort(d)[:2]
+        if np.isfinite(best) and second > best * (1 + 1e-6) + 1e-12:
+            break
+    else:  # pragma: no cover - the seeds guarantee a clear winner
+        raise RuntimeError(f"no histogram with a clear winner for {name!r}")
+    return Case(name, (hist.astype(np.int64), edges.astype(f32), levels, damp))
+
+
+def _laplace_outliers(rng):
+    return np.concatenate([rng.laplace(0, 1, 3000), rng.uniform(8, 15, 4)])
+
+
+def _relu(rng):
+    v = np.maximum(rng.normal(-0.3, 1.0, 4000), 0)
+    return np.concatenate([v, rng.exponential(1.5, 40)])
+
+
+def _background(rng):  # half of the values at one level away from 0 (an image's background), the rest spread
+    return np.concatenate([np.full(2000, 0.8), np.abs(rng.normal(0.8, 0.6, 2000))])
+
+
+def _kl_cases(rng: np.random.Generator) -> list[Case]:
+    return [
+        _kl_case(rng, "Laplace values and a few far outliers: clip the outliers, keep the bulk", _laplace_outliers,
+                 256, 32, False),
+        _kl_case(rng, "ReLU outputs (half exact zeros), undamped: the spike decides", _relu, 256, 32, False),
+        _kl_case(rng, "the same kind of ReLU outputs, damp_zero_bin=True: bins[0] = bins[1] first", _relu, 256, 32,
+                 True),
+        _kl_case(rng, "a spike away from 0 (an image's background), damped: damping bin 0 does not help",
+                 _background, 128, 16, True),
+        _kl_case(rng, "normal values, 128 bins and 16 levels", lambda r: r.normal(0, 1, 3000), 128, 16, False),
+        _kl_case(rng, "values with a gap: empty bins in the middle of P", lambda r: np.concatenate(
+            [r.normal(0, 0.5, 2000), r.normal(6, 0.2, 60)]), 128, 16, False),
+        _kl_case(rng, "num_levels = len(hist): a single candidate, the whole range", lambda r: r.normal(0, 1, 500),
+                 16, 16, False),
+        _kl_case(rng, "random heavy-tailed values (Student t)", lambda r: r.standard_t(3, 3000), 192, 24, False),
+    ]
+
+
+def _kl_wrong(damp=None, add_tail=True, spread="support", smooth=True, pick="min", returns="t", first=False):
+    def wrong(hist, bin_edges, num_levels, damp_zero_bin=False):
+        d = _kl_divergences(hist, num_levels, damp=damp_zero_bin if damp is None else damp, add_tail=add_tail,
+                            spread=spread, smooth=smooth)
+        if pick == "max":
+            k = int(np.argmax(np.where(np.isfinite(d), d, -np.inf)))
+        elif first:
+            k = int(np.argmin(d))
+        else:
+            k = d.size - 1 - int(np.argmin(d[::-1]))
+        i = num_levels + k
+        return {"t": float(np.asarray(bin_edges, f32)[i]), "index": i, "kl": float(d[k])}[returns]
+    return wrong
+
+
+register(Exercise(
+    id="04.3",
+    title="Entropy (KL) calibration, with the zero bin damped or not",
+    points=4,
+    reference=kl_clip_threshold,
+    cases=_kl_cases,
+    function="kl_clip_threshold",
+    hint=("For each candidate threshold, build two histograms over the bins below it: P, what the data looks "
+          "like once clipped there, and Q, what a quantizer with num_levels codes can express of it. Keep the "
+          "threshold whose Q is closest to P.",
+          "In P the clipped values do not vanish: they pile up in the last bin. Q starts from the counts "
+          "below the threshold only, merges them level by level, and gives each level's count back to the "
+          "bins of that level that P does not leave empty.",
+          "Before normalizing, give every empty bin a tiny count and take it back evenly from the others, in "
+          "P and in Q, so that no logarithm sees a zero. Damping copies the second bin's count into the first "
+          "before anything else. Return the threshold, a bin edge."),
+    notebook=NOTEBOOK,
+    seed=403,
+    forbidden=("qlearn.observers.kl_threshold", "qlearn.observers.EntropyObserver",
+               "qlearn.observers._kl_divergence", "qlearn.observers._smooth"),
+    wrong_answers={
+        "ignores damp_zero_bin (never damps)": _kl_wrong(damp=False),
+        "always damps the zero bin": _kl_wrong(damp=True),
+        "P without the clipped values (they vanish instead of piling into the last bin)": _kl_wrong(add_tail=False),
+        "Q spreads each level over all its bins, empty ones included": _kl_wrong(spread="all"),
+        "no smoothing: bins where P or Q is 0 are skipped": _kl_wrong(smooth=False),
+        "keeps the largest divergence": _kl_wrong(pick="max"),
+        "returns the bin index instead of the threshold": _kl_wrong(returns="index"),
+        "returns the divergence instead of the threshold": _kl_wrong(returns="kl"),
+        "returns the last bin edge (no clipping at all)": lambda hist, edges, levels, damp=False: float(
+            np.asarray(edges, f32)[-1]),
+    },
+))
+
+
+# --- 04.4 -------------------------------------------------------------------------------------
 
 def ema_update(old_min, old_max, x: np.ndarray, c: float):
     """One step of ``MovingAverageMinMaxObserver``: average each batch's min and max into the range.
@@ -315,17 +521,19 @@ def _ema_wrong(kind):
 
 
 register(Exercise(
-    id="04.3",
+    id="04.4",
     title="A moving-average min/max update",
     points=2,
     reference=ema_update,
     cases=_ema_cases,
     function="ema_update",
-    hint=("lo, hi = x.min(), x.max(). If old_min is None (the first batch), return (lo, hi). Otherwise "
-          "return (old_min + c * (lo - old_min), old_max + c * (hi - old_max)): c is the weight of the NEW "
-          "batch, so a small c forgets slowly."),
+    hint=("The first batch has nothing to average with: it sets the range. Every later batch moves each end "
+          "of the range a fraction c of the way towards that batch's own extreme.",
+          "c is the weight of the NEW batch: a small c forgets slowly. The minimum follows the batch's "
+          "minimum, the maximum its maximum, each on its own.",
+          "Return the pair (new minimum, new maximum)."),
     notebook=NOTEBOOK,
-    seed=403,
+    seed=404,
     forbidden=(
         "qlearn.observers.moving_average_update", "qlearn.observers.MovingAverageMinMaxObserver",
         "torch.ao.quantization.observer.MovingAverageMinMaxObserver",
@@ -341,4 +549,69 @@ register(Exercise(
         "min and max swapped in the update": _ema_wrong("swapped"),
         "old + c * new (the old value not subtracted)": _ema_wrong("no old"),
     },
+))
+
+
+# --- graded questions ("predict, then run") ------------------------------------------------------
+
+register(Question(
+    id="04.Q1",
+    title="How many of the 16 levels of a 4-bit min-max grid serve the tails?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q1_levels",
+    choices={"a": "one or two, at the very ends", "b": "about four", "c": "half of them or more"},
+    answer="c",
+    explanation=("The min-max range is set by a handful of extreme values, and the levels are spread evenly over "
+                 "it: with a narrow peak and long tails, most of the range (and most of the levels) lies where "
+                 "almost no value is. Here 10 of the 16 levels lie outside the middle 99% of the values."),
+    hint=("The levels are spread evenly between the minimum and the maximum. How wide is the middle 99% of the "
+          "values compared with that whole range?",),
+))
+
+register(Question(
+    id="04.Q2",
+    title="Which percentile gives the best 4-bit SQNR on held-out values?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q2_percentile",
+    choices=None,
+    answer=99.0,
+    explanation=("At 4 bits the step is coarse, so the rounding error of the bulk dominates: clipping more of "
+                 "the tail to make the step finer pays, and the lowest percentile tried, 99, wins. At 8 bits the "
+                 "best percentile keeps more of the tail."),
+    hint=("At 4 bits, which error is larger here: rounding the bulk with a coarse step, or clipping the few "
+          "values of the tail?",),
+))
+
+register(Question(
+    id="04.Q3",
+    title="After 15 updates with c = 0.01, what share of the moving average is the first batch's?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q3_first_weight",
+    choices=None,
+    answer=86.0,
+    atol=1.0,
+    explanation=("Each update keeps 1 - c of the average, so after 15 updates the first batch still weighs "
+                 "0.99**15 = 0.86: 86%. A moving average with c = 0.01 needs about 69 batches to forget half of "
+                 "its first one, far more than a calibration sees."),
+    hint=("Each update multiplies the weight of everything already in the average by the same factor. Which "
+          "factor?", "The factor is 1 - c, applied once per update: raise it to the number of updates."),
+))
+
+register(Question(
+    id="04.Q4",
+    title="Which observer's 8-bit ranges cost the network the most accuracy?",
+    points=1,
+    notebook=NOTEBOOK,
+    variable="q4_worst",
+    choices={"a": "min-max", "b": "percentile 99.99", "c": "MSE", "d": "entropy (KL), undamped"},
+    answer="d",
+    explanation=("At 8 bits min-max, percentile and MSE ranges all keep the float accuracy within a percent. The "
+                 "undamped entropy search clips a tenth of the values on many ReLU sites (the spike of zeros pins "
+                 "its threshold at max/8) and the input's bright pixels, and the network loses a third of its "
+                 "accuracy."),
+    hint=("Which of these searches can clip a large share of the values at 8 bits? Think of the ReLU outputs "
+          "of exercise 04.3.",),
 ))
