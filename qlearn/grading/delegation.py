@@ -252,8 +252,12 @@ def _functions_of(obj: Any, name: str) -> list[tuple[Any, str]]:
                                     types.WrapperDescriptorType, types.ClassMethodDescriptorType)):
                 found.append((value, f"{name}.{attr}"))
         init = _unwrap(getattr(obj, "__init__", None))
-        if "__init__" not in vars(obj) and isinstance(init, types.FunctionType):
-            found.append((init, f"{name}.__init__"))  # constructing it counts, even with an inherited __init__
+        # constructing it counts, even with an inherited __init__ from its own package; not one from
+        # another library (torch.autograd.Function.__init__ is shared by every autograd Function:
+        # disarming it for one forbidden class would give all of them that class's message)
+        if ("__init__" not in vars(obj) and isinstance(init, types.FunctionType)
+                and init.__module__.split(".")[0] == obj.__module__.split(".")[0]):
+            found.append((init, f"{name}.__init__"))
         return found
     if isinstance(obj, functools.partial):
         return _functions_of(obj.func, name)

@@ -511,7 +511,7 @@ register(Exercise(
         "qlearn.intops.requantize", "qlearn.intops.multiply_by_quantized_multiplier",
         "qlearn.intops.saturating_rounding_doubling_high_mul", "qlearn.intops.rounding_divide_by_pot",
     ),
-    allowed=("qlearn.intops.im2col", "qlearn.intops.quantize_bias", "qlearn.intops.quantize_multiplier"),
+    allowed=("qlearn.intops.im2col", "qlearn.intops.quantize_bias"),
     compare=_compare_conv,
     wrong_answers={
         "pads with code 0 instead of the zero-point z_x": _conv_wrong(pad_with_zero=True),
