@@ -57,7 +57,7 @@ def percentile_clip_range(x: np.ndarray, p: float, symmetric: bool = False) -> t
 
     >>> x = np.arange(101, dtype=np.float32)
     >>> percentile_clip_range(x, 99.0), percentile_clip_range(x - 50, 99.0, symmetric=True)
-    ((np.float32(0.0), np.float32(99.0)), (np.float32(-49.0), np.float32(49.0)))
+    ((np.float32(0.0), np.float32(99.0)), (np.float32(-50.0), np.float32(50.0)))
     """
     v = np.asarray(x, np.float64).reshape(-1)
     if symmetric:

@@ -171,8 +171,8 @@ register(Exercise(
         "torch.fake_quantize_per_tensor_affine", "torch.fake_quantize_per_channel_affine",
         "torch._fake_quantize_learnable_per_tensor_affine", "torch._fake_quantize_learnable_per_channel_affine",
         "torch.fused_moving_avg_obs_fake_quant", "torch.quantize_per_tensor", "torch.ao.quantization.FakeQuantize",
-        "qlearn.bridge.qat.fake_quantize_ste", "qlearn.bridge.qat.FakeQuantizeSTE",
-        "qlearn.bridge.qat.lsq_fake_quantize", "qlearn.bridge.qat.LSQFakeQuantize",
+        "qlearn.bridge.qat.fake_quantize_ste", "qlearn.bridge.qat.FakeQuantizeSTE.forward",
+        "qlearn.bridge.qat.lsq_fake_quantize", "qlearn.bridge.qat.LSQFakeQuantize.forward",
         "qlearn.affine.fake_quantize", "qlearn.affine.quantize",
     ),
     allowed=("torch",),
@@ -291,7 +291,7 @@ register(Exercise(
     forbidden=(
         "torch._fake_quantize_learnable_per_tensor_affine", "torch._fake_quantize_learnable_per_channel_affine",
         "torch.fake_quantize_per_tensor_affine",
-        "qlearn.bridge.qat.lsq_fake_quantize", "qlearn.bridge.qat.LSQFakeQuantize",
+        "qlearn.bridge.qat.lsq_fake_quantize", "qlearn.bridge.qat.LSQFakeQuantize.forward",
     ),
     allowed=("torch",),
     wrong_answers={

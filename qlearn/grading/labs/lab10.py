@@ -554,7 +554,7 @@ def convert_conv_bn(weight, bias, gamma, beta, running_mean, running_var, eps, o
     >>> ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
     >>> out = convert_conv_bn(w, None, ones, zeros, zeros, ones, 0.0, [np.array([0.0, 2.54], np.float32)], 127)
     >>> out["weight"].ravel().tolist(), out["weight_scale"].tolist(), round(out["scale"], 6), out["zero_point"]
-    ([127, -128], [0.003921568859368563, 0.0019607844296842813], 0.02, 0)
+    ([127, -127], [0.003921568859368563, 0.0019607844296842813], 0.02, 0)
 
     The check compares ``"weight"`` with the codes the kernel computes from the returned
     ``"folded_weight"`` and ``"weight_scale"``: folding in another order than torch's moves a
