@@ -39,6 +39,7 @@ import numpy as np
 from qlearn.grading.exercise import Case, Exercise
 from qlearn.grading.question import Question
 from qlearn.grading.registry import register
+from qlearn.mixed_precision import allocate_greedy
 
 __all__ = [
     "MIXED_SUBSET",
@@ -485,26 +486,6 @@ def mixed_precision_table() -> dict:
     return json.loads((data_root() / "checkpoints" / "qat_mixed_precision.json").read_text())
 
 
-def _greedy(sizes, sensitivity, choices, budget) -> np.ndarray:
-    n = np.asarray(sizes, dtype=np.int64)
-    s = np.asarray(sensitivity, dtype=np.float64)
-    c = np.asarray(choices, dtype=np.int64)
-    j = np.full(n.size, c.size - 1)
-    while int((n * c[j]).sum()) > budget:
-        best, best_cost = -1, math.inf
-        for layer in range(n.size):
-            if j[layer] == 0:
-                continue
-            saved = n[layer] * (c[j[layer]] - c[j[layer] - 1])
-            cost = (s[layer, j[layer] - 1] - s[layer, j[layer]]) / saved
-            if cost < best_cost:
-                best, best_cost = layer, cost
-        if best < 0:
-            raise ValueError(f"budget {budget} is below the smallest allocation")
-        j[best] -= 1
-    return c[j]
-
-
 class _Target(tuple):
     """The reference allocation (a tuple of ints) plus what the outcome check needs."""
 
@@ -527,7 +508,7 @@ def allocate_bits(sizes, sensitivity, choices, budget):
     >>> tuple(allocate_bits(np.array([100, 10]), np.array([[5.0, 0.1], [9.0, 0.0]]), (2, 8), 280))
     (2, 8)
     """
-    out = _Target(int(b) for b in _greedy(sizes, sensitivity, choices, budget))
+    out = _Target(int(b) for b in allocate_greedy(sizes, sensitivity, choices, budget))
     out.sizes, out.choices, out.budget = tuple(int(v) for v in sizes), tuple(int(v) for v in choices), int(budget)
     from qlearn.mixed_precision import allocate_dp  # the knapsack: the other sound answer
 
